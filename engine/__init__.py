@@ -1,0 +1,34 @@
+"""Causal one-shot meta-learning engine (PyTorch; no UI code)."""
+
+from .algorithms import (
+    CausalMetaLearner,
+    GradientCausalLearner,
+    MAMLCausalLearner,
+    PrototypicalCausalLearner,
+    RelationCausalLearner,
+)
+from .checkpoint import CheckpointError
+from .config import (
+    CausalMechanismType,
+    ConfigError,
+    MetaLearningAlgorithm,
+    OneShotMetaLearningConfig,
+)
+from .engine import OneShotMetaLearningEngine, create_one_shot_meta_learning_engine
+from .model import CausalMetaModel
+
+__all__ = [
+    "CausalMechanismType",
+    "CausalMetaLearner",
+    "CausalMetaModel",
+    "CheckpointError",
+    "ConfigError",
+    "GradientCausalLearner",
+    "MAMLCausalLearner",
+    "MetaLearningAlgorithm",
+    "OneShotMetaLearningConfig",
+    "OneShotMetaLearningEngine",
+    "PrototypicalCausalLearner",
+    "RelationCausalLearner",
+    "create_one_shot_meta_learning_engine",
+]

@@ -1,0 +1,36 @@
+"""The four causal meta-learners, one file each, and a registry by algorithm."""
+
+from __future__ import annotations
+
+from ..config import MetaLearningAlgorithm, OneShotMetaLearningConfig
+from ..model import CausalMetaModel
+from .base import AdaptedState, CausalMetaLearner
+from .maml import MAMLCausalLearner
+from .meta_sgd import GradientCausalLearner
+from .prototypical import PrototypicalCausalLearner
+from .relation import RelationCausalLearner
+
+LEARNERS: dict[MetaLearningAlgorithm, type[CausalMetaLearner]] = {
+    MetaLearningAlgorithm.MAML_CAUSAL: MAMLCausalLearner,
+    MetaLearningAlgorithm.GRADIENT_CAUSAL: GradientCausalLearner,
+    MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL: PrototypicalCausalLearner,
+    MetaLearningAlgorithm.RELATION_CAUSAL: RelationCausalLearner,
+}
+
+
+def make_learner(
+    model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str
+) -> CausalMetaLearner:
+    return LEARNERS[config.algorithm](model, config, task_type)
+
+
+__all__ = [
+    "AdaptedState",
+    "CausalMetaLearner",
+    "GradientCausalLearner",
+    "LEARNERS",
+    "MAMLCausalLearner",
+    "PrototypicalCausalLearner",
+    "RelationCausalLearner",
+    "make_learner",
+]

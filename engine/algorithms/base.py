@@ -1,0 +1,274 @@
+"""The shared base of the four learners: two verbs, ``adapt`` (process the support set)
+then ``forward`` (predict queries), plus the meta-objective every learner is trained on.
+
+The inner loop (``engine.inner_loop``) and the outer loop (``engine.training``) are shared;
+a learner file only says how it adapts and how it scores queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import MetaLearningAlgorithm, OneShotMetaLearningConfig
+from ..inner_loop import InnerLoopResult, Params, functional_forward, inner_loop
+from ..model import CausalMetaModel
+from ..tasks.base import Episode
+
+
+@dataclass
+class AdaptedState:
+    """What adaptation to one task produced."""
+
+    params: Params
+    trace: list[float] = field(default_factory=list)
+    # embedding learners: one row per class present in the support set, and that class's label
+    prototypes: torch.Tensor | None = None
+    classes: torch.Tensor | None = None
+
+
+class CausalMetaLearner(nn.Module):
+    """Base class. Subclasses set ``algorithm`` and implement ``adapt`` and ``forward``."""
+
+    algorithm: ClassVar[MetaLearningAlgorithm]
+    supports_regression: ClassVar[bool] = True
+
+    def __init__(
+        self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str
+    ) -> None:
+        super().__init__()
+        if task_type not in ("classification", "regression"):
+            raise ValueError(
+                f"task_type must be 'classification' or 'regression', got {task_type!r}"
+            )
+        if task_type == "regression" and not self.supports_regression:
+            raise ValueError(
+                f"{self.algorithm.name} is a classification method: it compares queries with class "
+                "prototypes, so it cannot do regression. Use MAML_CAUSAL or GRADIENT_CAUSAL."
+            )
+        self.model = model
+        self.config = config
+        self.task_type = task_type
+        # Causal priors: per-mechanism multipliers of the inner-loop rates (1 = unchanged).
+        self.register_buffer("mechanism_rates", torch.ones(model.num_mechanisms))
+
+    # ---- the two verbs --------------------------------------------------------------------
+    def adapt(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        steps: int | None = None,
+        *,
+        params: Params | None = None,
+        create_graph: bool = False,
+        causal_mask: torch.Tensor | None = None,
+        record: bool = False,
+        trainable: list[str] | None = None,
+    ) -> AdaptedState:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        state: AdaptedState,
+        x: torch.Tensor,
+        causal_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (classification) or values (regression) for ``x`` under ``state``."""
+        raise NotImplementedError
+
+    # ---- shared pieces --------------------------------------------------------------------
+    def meta_params(self) -> Params:
+        return dict(self.model.named_parameters())
+
+    def base_rates(self) -> dict[str, torch.Tensor | float]:
+        """Inner-loop rate per model parameter before causal priors (Meta-SGD overrides)."""
+        return {n: self.config.inner_lr for n, _ in self.model.named_parameters()}
+
+    def inner_rates(self) -> dict[str, torch.Tensor | float]:
+        """Per-parameter inner rates with the causal priors applied to each mechanism's block."""
+        rates = self.base_rates()
+        if not self.config.enable_causal_priors or bool(
+            (self.mechanism_rates == 1).all()
+        ):
+            return rates
+        params = self.meta_params()
+        for name, (axis, block) in self.model.mechanism_axes().items():
+            per_unit = self.mechanism_rates.repeat_interleave(block)
+            shape = [1] * params[name].dim()
+            shape[axis] = per_unit.numel()
+            rates[name] = rates[name] * per_unit.view(shape)
+        return rates
+
+    def set_mechanism_rates(self, rates: torch.Tensor) -> None:
+        """Causal-prior hook: multiply mechanism k's inner-loop rate by ``rates[k]``."""
+        rates = torch.as_tensor(rates, dtype=self.mechanism_rates.dtype)
+        if (
+            rates.shape != self.mechanism_rates.shape
+            or not torch.isfinite(rates).all()
+            or (rates < 0).any()
+        ):
+            raise ValueError(
+                f"mechanism rates must be {self.model.num_mechanisms} finite values >= 0"
+            )
+        self.mechanism_rates.copy_(rates.to(self.mechanism_rates.device))
+
+    def output_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task_type == "regression":
+            return F.mse_loss(outputs, y)
+        return F.cross_entropy(outputs, y)
+
+    def gradient_adapt(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        steps: int,
+        params: Params,
+        create_graph: bool,
+        causal_mask: torch.Tensor | None,
+        record: bool,
+        trainable: list[str] | None,
+        loss_fn=None,
+    ) -> InnerLoopResult:
+        """Gradient steps through the shared inner loop with this learner's rates."""
+        if loss_fn is None:
+
+            def loss_fn(p: Params, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+                return self.output_loss(
+                    functional_forward(self.model, p, xs, causal_mask=causal_mask), ys
+                )
+
+        return inner_loop(
+            loss_fn,
+            params,
+            x,
+            y,
+            steps,
+            self.inner_rates(),
+            trainable=trainable,
+            first_order=self.config.first_order or not create_graph,
+            record=record,
+        )
+
+    def metric_name(self) -> str:
+        return "mse" if self.task_type == "regression" else "accuracy"
+
+    def metric(
+        self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor
+    ) -> float:
+        if self.task_type == "regression":
+            return float(F.mse_loss(outputs, y))
+        return float((self.predict_labels(state, outputs) == y).float().mean())
+
+    def predict_labels(
+        self, state: AdaptedState, outputs: torch.Tensor
+    ) -> torch.Tensor:
+        idx = outputs.argmax(-1)
+        return idx if state.classes is None else state.classes[idx]
+
+    def causal_penalty(self, before: Params, after: Params) -> torch.Tensor:
+        """Sparse mechanism shift + sparse input gates (DESIGN section 3).
+
+        shift: mean over mechanisms k of ||theta_k(adapted) - theta_k(meta)||_2, a group lasso
+        over the per-mechanism blocks, so the meta-learner prefers tasks to differ in few
+        mechanisms. gates: mean input-gate openness (tabular models only).
+        """
+        K = self.model.num_mechanisms
+        sq = torch.zeros(K, device=self.mechanism_rates.device)
+        for name, (axis, block) in self.model.mechanism_axes().items():
+            if name not in after or after[name] is before[name]:
+                continue
+            delta = (after[name] - before[name]).movedim(axis, 0)
+            sq = sq + delta.reshape(K, block, -1).pow(2).sum(dim=(1, 2))
+        penalty = torch.sqrt(sq + 1e-12).mean()
+        if self.model.has_input_gates:
+            penalty = penalty + torch.sigmoid(before["input_gate_logits"]).mean()
+        return penalty
+
+    def episode_objective(self, episode: Episode) -> tuple[torch.Tensor, float]:
+        """Meta-training loss of one episode (graph kept for the meta-gradient) and its metric."""
+        params = self.meta_params()
+        state = self.adapt(
+            episode.support_x,
+            episode.support_y,
+            self.config.num_inner_steps,
+            params=params,
+            create_graph=True,
+        )
+        outputs = self.forward(state, episode.query_x)
+        loss = self.query_loss(state, outputs, episode.query_y)
+        if self.config.causal_weight > 0:
+            loss = loss + self.config.causal_weight * self.causal_penalty(
+                params, state.params
+            )
+        return loss, self.metric(state, outputs.detach(), episode.query_y)
+
+    def batched_objective(
+        self, episodes: list[Episode]
+    ) -> tuple[torch.Tensor, list[float]] | None:
+        """The mean meta-training loss of a meta-batch with ``torch.func.vmap`` over tasks, and
+        each task's metric; None where vmap does not apply (then the caller loops over tasks).
+
+        Used for gradient learners on MLP encoders (many times faster there); convolutions
+        under vmap become grouped ones and run slower (DESIGN section 10), so Conv-4 loops.
+        """
+        if (
+            not self.vmap_tasks
+            or len({(e.support_x.shape, e.query_x.shape) for e in episodes}) != 1
+        ):
+            return None
+        stack = [
+            torch.stack([getattr(e, f) for e in episodes])
+            for f in ("support_x", "support_y", "query_x", "query_y")
+        ]
+        params = self.meta_params()
+        weight = self.config.causal_weight
+
+        def one_task(
+            sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor
+        ):
+            state = self.adapt(
+                sx, sy, self.config.num_inner_steps, params=params, create_graph=True
+            )
+            outputs = self.forward(state, qx)
+            loss = self.query_loss(state, outputs, qy)
+            if weight > 0:
+                loss = loss + weight * self.causal_penalty(params, state.params)
+            return loss, outputs
+
+        losses, outputs = torch.func.vmap(one_task)(*stack)
+        metrics = [
+            self.metric(AdaptedState({}), o.detach(), y)
+            for o, y in zip(outputs, stack[3])
+        ]
+        return losses.mean(), metrics
+
+    @property
+    def vmap_tasks(self) -> bool:
+        return False
+
+    def query_loss(
+        self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        if (
+            state.classes is not None
+        ):  # outputs index the support's classes, not global labels
+            y = torch.searchsorted(state.classes, y)
+        return self.output_loss(outputs, y)
+
+    @torch.no_grad()
+    def evaluate_episode(
+        self, episode: Episode, steps: int | None = None
+    ) -> dict[str, float]:
+        """Adapt on the support set (no meta-graph) and score the query set."""
+        steps = self.config.adaptation_steps if steps is None else steps
+        params = {n: p.detach() for n, p in self.meta_params().items()}
+        state = self.adapt(episode.support_x, episode.support_y, steps, params=params)
+        outputs = self.forward(state, episode.query_x)
+        return {
+            "loss": float(self.query_loss(state, outputs, episode.query_y)),
+            self.metric_name(): self.metric(state, outputs, episode.query_y),
+        }

@@ -1,0 +1,104 @@
+"""PROTOTYPICAL_CAUSAL: Prototypical Networks over the mechanism-gated embedding.
+
+Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
+Adaptation is closed form: one prototype (mean embedding) per support class; queries are
+scored by negative squared Euclidean distance. With two or more shots per class the
+structure gates also take ``steps`` gradient steps on a leave-one-out prototype loss over
+the support set (with one shot there is nothing to fit without the queries, so none).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import MetaLearningAlgorithm
+from ..inner_loop import Params, functional_forward
+from .base import AdaptedState, CausalMetaLearner
+
+
+def class_means(
+    emb: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classes sorted, mean embedding per class)."""
+    classes, inverse = torch.unique(y, sorted=True, return_inverse=True)
+    sums = torch.zeros(
+        len(classes), emb.shape[1], dtype=emb.dtype, device=emb.device
+    ).index_add(0, inverse, emb)
+    counts = torch.bincount(inverse, minlength=len(classes)).to(emb.dtype)
+    return classes, sums / counts[:, None]
+
+
+def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # Each support example against prototypes that exclude itself.
+    classes, inverse = torch.unique(y, sorted=True, return_inverse=True)
+    onehot = F.one_hot(inverse, len(classes)).to(emb.dtype)
+    sums = onehot.T @ emb
+    counts = onehot.sum(0)
+    loo = (sums[None] - onehot[:, :, None] * emb[:, None]) / (
+        counts[None, :, None] - onehot[:, :, None]
+    ).clamp(min=1)
+    return -((emb[:, None] - loo) ** 2).sum(-1)
+
+
+class EmbeddingLearner(CausalMetaLearner):
+    """Shared by the prototypical and relation learners: gate steps, then class embeddings."""
+
+    supports_regression = False
+
+    def adapt(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        steps: int | None = None,
+        *,
+        params: Params | None = None,
+        create_graph: bool = False,
+        causal_mask: torch.Tensor | None = None,
+        record: bool = False,
+        trainable: list[str] | None = None,
+    ) -> AdaptedState:
+        steps = self.config.adaptation_steps if steps is None else steps
+        params = self.meta_params() if params is None else params
+        trace: list[float] = []
+        counts = torch.bincount(support_y)
+        if steps > 0 and int(counts[counts > 0].min()) >= 2:
+
+            def loo_loss(p: Params, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+                emb = functional_forward(self.model, p, xs, causal_mask=causal_mask)
+                inverse = torch.unique(ys, sorted=True, return_inverse=True)[1]
+                return F.cross_entropy(_leave_one_out_logits(emb, ys), inverse)
+
+            result = self.gradient_adapt(
+                support_x,
+                support_y,
+                steps,
+                params,
+                create_graph,
+                causal_mask,
+                record,
+                trainable or ["gate_logits"],
+                loss_fn=loo_loss,
+            )
+            params, trace = result.params, result.trace
+        emb = functional_forward(self.model, params, support_x, causal_mask=causal_mask)
+        classes, protos = class_means(emb, support_y)
+        return AdaptedState(params, trace, prototypes=protos, classes=classes)
+
+    def embed(
+        self, state: AdaptedState, x: torch.Tensor, causal_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        return functional_forward(self.model, state.params, x, causal_mask=causal_mask)
+
+
+class PrototypicalCausalLearner(EmbeddingLearner):
+    algorithm = MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL
+
+    def forward(
+        self,
+        state: AdaptedState,
+        x: torch.Tensor,
+        causal_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        emb = self.embed(state, x, causal_mask)
+        return -torch.cdist(emb, state.prototypes).pow(2)

@@ -1,0 +1,189 @@
+"""Checkpoints: a directory (or .zip) with ``model.safetensors``, ``config.json`` and
+``mechanisms.json``. Tensors only, so loading never unpickles. Writes are atomic: the files
+go to a temporary sibling first and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+MECHANISMS = "mechanisms.json"
+MAX_JSON_BYTES = 50 * 1024 * 1024
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read (the message says which file and why)."""
+
+
+@dataclass
+class CheckpointData:
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]  # config.json contents
+    mechanisms: list[dict[str, Any]]
+
+
+def save_checkpoint(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    mechanisms: list[dict[str, Any]],
+) -> Path:
+    """Write a checkpoint directory, or a zip when ``path`` ends in .zip. Returns the path."""
+    path = Path(path)
+    files = {
+        WEIGHTS: save_safetensors_bytes(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        ),
+        CONFIG: json.dumps(
+            {"format_version": FORMAT_VERSION, **meta}, indent=2
+        ).encode(),
+        MECHANISMS: json.dumps(mechanisms, indent=2).encode(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".zip":
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with (
+                os.fdopen(fd, "wb") as fh,
+                zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf,
+            ):
+                for name, data in files.items():
+                    zf.writestr(name, data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def checkpoint_zip_bytes(path: str | Path) -> bytes:
+    """The checkpoint at ``path`` as zip bytes (for a download button)."""
+    files = _read_files(Path(path))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _read_files(path: Path) -> dict[str, bytes]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        out = {}
+        for name in (WEIGHTS, CONFIG, MECHANISMS):
+            f = path / name
+            if f.exists():
+                out[name] = f.read_bytes()
+        return out
+    return read_checkpoint_zip(path.read_bytes(), path.name)
+
+
+def read_checkpoint_zip(data: bytes, label: str = "checkpoint") -> dict[str, bytes]:
+    """The checkpoint files inside zip bytes; other members are ignored, sizes are capped."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError(
+            f"{label} is neither a checkpoint folder nor a zip file"
+        ) from None
+    out = {}
+    with zf:
+        for info in zf.infolist():
+            name = info.filename.rsplit("/", 1)[-1]
+            if name not in (WEIGHTS, CONFIG, MECHANISMS) or info.is_dir():
+                continue
+            cap = MAX_WEIGHTS_BYTES if name == WEIGHTS else MAX_JSON_BYTES
+            if info.file_size > cap:
+                raise CheckpointError(f"{label}: {name} is larger than {cap} bytes")
+            try:
+                out[name] = zf.read(info)
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                raise CheckpointError(f"{label}: {name} is damaged ({exc})") from None
+    return out
+
+
+def load_checkpoint(path: str | Path) -> CheckpointData:
+    return parse_checkpoint_files(_read_files(Path(path)), str(path))
+
+
+def parse_checkpoint_files(
+    files: dict[str, bytes], label: str = "checkpoint"
+) -> CheckpointData:
+    """Validate and decode checkpoint files; never unpickles."""
+    for name in (WEIGHTS, CONFIG):
+        if name not in files:
+            raise CheckpointError(
+                f"{label}: {name} is missing (a checkpoint holds {WEIGHTS} and {CONFIG})"
+            )
+    try:
+        tensors = load_safetensors_bytes(files[WEIGHTS])
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{label}: {WEIGHTS} is not a valid safetensors file ({exc})"
+        ) from None
+    meta = _parse_json(files[CONFIG], CONFIG, label)
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{label}: {CONFIG} has no supported format_version (expected {FORMAT_VERSION})"
+        )
+    for key in ("config", "model", "task_type"):
+        if key not in meta:
+            raise CheckpointError(f"{label}: {CONFIG} lacks the field {key!r}")
+    mechanisms = (
+        _parse_json(files[MECHANISMS], MECHANISMS, label) if MECHANISMS in files else []
+    )
+    if isinstance(mechanisms, dict):  # versioned export format
+        mechanisms = mechanisms.get("mechanisms", [])
+    if not isinstance(mechanisms, list):
+        raise CheckpointError(f"{label}: {MECHANISMS} must hold a list of mechanisms")
+    return CheckpointData(tensors, meta, mechanisms)
+
+
+def _parse_json(data: bytes, name: str, label: str) -> Any:
+    if len(data) > MAX_JSON_BYTES:
+        raise CheckpointError(f"{label}: {name} is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{label}: {name} is not valid JSON ({exc})") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")

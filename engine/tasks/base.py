@@ -1,0 +1,129 @@
+"""Tasks, episodes and task sources: the data contract every learner consumes.
+
+A Task is one learning problem; it samples Episodes (a support set and a query set).
+A TaskSource yields train / validation / test tasks of one family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+TaskType = Literal["classification", "regression"]
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+class TaskError(ValueError):
+    """A task source cannot be built or sampled from the given input (message names the problem)."""
+
+
+@dataclass
+class Episode:
+    """One support/query draw from a task.
+
+    Classification: ``*_y`` are int64 class indices in ``[0, num_classes)``.
+    Regression: ``*_y`` are float32 of shape ``(n, output_dim)``.
+    ``*_x`` are float32 of shape ``(n, *input_shape)``.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    task_type: TaskType
+    num_classes: int | None = None
+    task_name: str = ""
+
+    def to(self, device: torch.device | str) -> Episode:
+        return Episode(
+            self.support_x.to(device),
+            self.support_y.to(device),
+            self.query_x.to(device),
+            self.query_y.to(device),
+            self.task_type,
+            self.num_classes,
+            self.task_name,
+        )
+
+
+@dataclass
+class Task:
+    """One learning problem. Subclasses implement ``sample_episode``."""
+
+    name: str
+    task_type: TaskType
+    output_dim: int
+    group: str | None = None
+    truth: dict[str, Any] | None = field(default=None, repr=False)
+    class_names: list[str] | None = None
+
+    def sample_episode(
+        self, support_shots: int, query_shots: int, rng: np.random.Generator
+    ) -> Episode:
+        """Support: ``support_shots`` per class (classification) or points (regression).
+        Query: ``query_shots`` per class or points. Raises TaskError if the task is too small."""
+        raise NotImplementedError
+
+
+class TaskSource:
+    """A family of tasks with fixed input shape and output size."""
+
+    name: str = "source"
+    task_type: TaskType = "regression"
+    input_shape: tuple[int, ...] = (1,)
+    output_dim: int = 1
+    feature_names: list[str] | None = None
+    # Value an occluded image pixel / a "reference" feature is set to (used by interventions).
+    background_value: float = 0.0
+
+    def sample_task(self, split: str, rng: np.random.Generator) -> Task:
+        raise NotImplementedError
+
+    def tasks(self, split: str, n: int, seed: int = 0) -> list[Task]:
+        """``n`` tasks of ``split``, reproducible from ``seed``."""
+        check_split(split)
+        rng = np.random.default_rng(seed)
+        return [self.sample_task(split, rng) for _ in range(n)]
+
+    def episodes(
+        self, split: str, n: int, support_shots: int, query_shots: int, seed: int = 0
+    ) -> list[Episode]:
+        """``n`` episodes, each from a freshly sampled task of ``split``; reproducible from ``seed``."""
+        check_split(split)
+        rng = np.random.default_rng(seed)
+        return [
+            self.sample_task(split, rng).sample_episode(support_shots, query_shots, rng)
+            for _ in range(n)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        """Short JSON-able summary (for the UI, the CLI and checkpoints)."""
+        return {
+            "name": self.name,
+            "task_type": self.task_type,
+            "input_shape": list(self.input_shape),
+            "output_dim": self.output_dim,
+        }
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise TaskError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def check_shots(support_shots: int, query_shots: int) -> None:
+    """Shared validation of episode sizes (support >= 1, query >= 0, both ints)."""
+    for name, value, low in (
+        ("support_shots", support_shots, 1),
+        ("query_shots", query_shots, 0),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < low
+        ):
+            raise TaskError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -1,0 +1,424 @@
+"""Tasks from a CSV (or DataFrame): one task per value of a task column.
+
+Features are all columns except the target and task columns; they must be numeric.
+Features are standardised with the mean/std of the *train* tasks' rows (all rows if the
+train split is empty), so 0.0 is the train mean and the natural reference value
+(``background_value``) for feature interventions.
+
+Classification: one global class list (sorted unique target values, as strings); episode
+labels are global class indices so one output head serves every task. An episode uses
+the classes present in that task, K shots and Q queries per class.
+Regression: targets are standardised with the train rows (``target_mean``/``target_std``
+keep the scale for display); an episode is K support rows and Q query rows.
+
+Task split: tasks (not rows) are shuffled with ``seed`` and divided by ``split_fractions``;
+each split with a nonzero fraction gets at least one task. With fewer than 3 tasks there
+cannot be three disjoint splits: with 1 task every split is that task (nothing is held
+out), with 2 tasks train gets one and val and test share the other.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
+from .images import _check_fractions, split_counts
+
+CsvInput = str | os.PathLike | io.IOBase | pd.DataFrame
+MAX_CLASSES_AUTO = (
+    10  # auto task_type: at most this many distinct values -> classification
+)
+
+
+def _read(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data.copy()
+    if isinstance(data, (str, os.PathLike)):
+        p = Path(data).expanduser()
+        if not p.exists():
+            raise TaskError(f"CSV file not found: {str(p)!r}")
+        if p.is_dir():
+            raise TaskError(f"expected a CSV file, got a folder: {str(p)!r}")
+        if p.stat().st_size == 0:
+            raise TaskError(f"the CSV file is empty: {str(p)!r}")
+        src: Any = p
+    elif isinstance(data, (bytes, bytearray)):
+        src = io.BytesIO(bytes(data))
+    elif hasattr(data, "read"):
+        src = data
+    else:
+        raise TaskError(
+            f"expected a CSV path, a file object or a DataFrame, got {type(data).__name__}"
+        )
+    try:
+        return pd.read_csv(src)
+    except pd.errors.EmptyDataError as exc:
+        raise TaskError("the CSV is empty (no header row)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TaskError(f"the CSV could not be parsed: {exc}") from exc
+
+
+class TabularTask(Task):
+    """All rows of one task id."""
+
+    def __init__(
+        self,
+        name: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        task_type: str,
+        output_dim: int,
+        class_names: list[str] | None,
+        task_id: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            task_type=task_type,  # type: ignore[arg-type]
+            output_dim=output_dim,
+            group=None,
+            truth=None,
+            class_names=class_names,
+        )
+        self.task_id = task_id
+        self._x = x
+        self._y = y
+
+    def __len__(self) -> int:
+        return len(self._x)
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """All rows: x float32 (n, F) standardised; y int64 (n,) class indices or
+        float32 (n, 1) standardised targets."""
+        return self._x.copy(), self._y.copy()
+
+    def classes_present(self) -> list[int]:
+        if self.task_type != "classification":
+            return []
+        return [int(c) for c in np.unique(self._y)]
+
+    def sample_episode(
+        self, support_shots: int, query_shots: int, rng: np.random.Generator
+    ) -> Episode:
+        check_shots(support_shots, query_shots)
+        need = support_shots + query_shots
+        if self.task_type == "regression":
+            if len(self._x) < need:
+                raise TaskError(
+                    f"task {self.name!r} has {len(self._x)} rows, fewer than "
+                    f"support_shots + query_shots = {support_shots} + {query_shots}"
+                )
+            pick = rng.choice(len(self._x), size=need, replace=False)
+            x, y = self._x[pick], self._y[pick]
+            return Episode(
+                torch.from_numpy(x[:support_shots].copy()),
+                torch.from_numpy(y[:support_shots].copy()),
+                torch.from_numpy(x[support_shots:].copy()),
+                torch.from_numpy(y[support_shots:].copy()),
+                "regression",
+                None,
+                self.name,
+            )
+        present = self.classes_present()
+        counts = {c: int((self._y == c).sum()) for c in present}
+        short = {self.class_names[c]: n for c, n in counts.items() if n < need}
+        if short:
+            raise TaskError(
+                f"task {self.name!r} has too few rows for {support_shots} shots + "
+                f"{query_shots} queries per class: rows per class {short} "
+                f"(need {need} each)"
+            )
+        s_idx, q_idx = [], []
+        for c in present:
+            rows = np.flatnonzero(self._y == c)
+            pick = rows[rng.choice(len(rows), size=need, replace=False)]
+            s_idx.append(pick[:support_shots])
+            q_idx.append(pick[support_shots:])
+        s = np.concatenate(s_idx)[rng.permutation(len(present) * support_shots)]
+        q = np.concatenate(q_idx)[rng.permutation(len(present) * query_shots)]
+        return Episode(
+            torch.from_numpy(self._x[s]),
+            torch.from_numpy(self._y[s]),
+            torch.from_numpy(self._x[q]),
+            torch.from_numpy(self._y[q]),
+            "classification",
+            self.output_dim,
+            self.name,
+        )
+
+
+class TabularTaskSource(TaskSource):
+    """Tasks from a table with a target column and a task-id column."""
+
+    name = "tabular"
+
+    def __init__(
+        self,
+        data: CsvInput,
+        target_column: str,
+        task_column: str,
+        task_type: str = "auto",
+        split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+        seed: int = 0,
+    ) -> None:
+        if task_type not in ("auto", "classification", "regression"):
+            raise TaskError(
+                "task_type must be 'auto', 'classification' or 'regression', "
+                f"got {task_type!r}"
+            )
+        self.split_fractions = _check_fractions(split_fractions)
+        self.seed = int(seed)
+        df = _read(data)
+        df.columns = [str(c) for c in df.columns]
+        cols = list(df.columns)
+        if len(df) == 0:
+            raise TaskError("the CSV has a header but no data rows")
+        for what, col in (("target", target_column), ("task", task_column)):
+            if col not in cols:
+                raise TaskError(f"unknown {what} column {col!r}; columns are {cols}")
+        if target_column == task_column:
+            raise TaskError("the target column and the task column must differ")
+        self.target_column = target_column
+        self.task_column = task_column
+        feats = [c for c in cols if c not in (target_column, task_column)]
+        if not feats:
+            raise TaskError(
+                "no feature columns: the CSV needs columns besides target and task"
+            )
+        for c in feats:
+            if pd.api.types.is_bool_dtype(df[c]):
+                df[c] = df[c].astype(float)
+            elif not pd.api.types.is_numeric_dtype(df[c]):
+                raise TaskError(
+                    f"feature column {c!r} is not numeric (dtype {df[c].dtype}); "
+                    "drop it or encode it as numbers"
+                )
+        self.feature_names = feats
+        self.input_shape = (len(feats),)
+
+        # Missing / non-finite values in any used column.
+        bad = {}
+        for c in [*feats, target_column, task_column]:
+            col = df[c]
+            n_bad = int(col.isna().sum())
+            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(
+                col
+            ):
+                n_bad += int(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if n_bad:
+                bad[c] = n_bad
+        if bad:
+            raise TaskError(f"missing or non-finite values (NaN/inf) in columns: {bad}")
+
+        target = df[target_column]
+        is_float = pd.api.types.is_float_dtype(target)
+        n_unique = int(target.nunique())
+        if task_type == "auto":
+            task_type = (
+                "classification"
+                if (not is_float or n_unique <= MAX_CLASSES_AUTO)
+                else "regression"
+            )
+        if task_type == "regression" and not (
+            pd.api.types.is_numeric_dtype(target)
+            and not pd.api.types.is_bool_dtype(target)
+        ):
+            raise TaskError(
+                f"target column {target_column!r} is not numeric (dtype {target.dtype}); "
+                "regression needs a numeric target"
+            )
+        self.task_type = task_type  # type: ignore[assignment]
+
+        # Tasks and their split.
+        task_ids = sorted(
+            df[task_column].unique().tolist(), key=lambda v: (str(type(v)), v)
+        )
+        self.task_ids = task_ids
+        rng = np.random.default_rng(self.seed)
+        perm = [task_ids[i] for i in rng.permutation(len(task_ids))]
+        n = len(perm)
+        if n == 1:
+            split_ids = {s: list(perm) for s in SPLITS}
+        elif n == 2:
+            split_ids = {"train": [perm[0]], "val": [perm[1]], "test": [perm[1]]}
+        else:
+            n_tr, n_va, _ = split_counts(n, self.split_fractions)
+            split_ids = {
+                "train": perm[:n_tr],
+                "val": perm[n_tr : n_tr + n_va],
+                "test": perm[n_tr + n_va :],
+            }
+        self.split_task_ids = {
+            s: sorted(v, key=lambda t: task_ids.index(t)) for s, v in split_ids.items()
+        }
+
+        # Standardisation statistics from train rows.
+        x_all = df[feats].to_numpy(dtype=np.float64)
+        train_mask = df[task_column].isin(self.split_task_ids["train"]).to_numpy()
+        if not train_mask.any():
+            train_mask = np.ones(len(df), dtype=bool)
+        mean = x_all[train_mask].mean(axis=0)
+        std = x_all[train_mask].std(axis=0)
+        std[std < 1e-12] = 1.0  # constant feature: keep it at 0 rather than divide by 0
+        self.feature_mean = mean
+        self.feature_std = std
+        x_std = ((x_all - mean) / std).astype(np.float32)
+
+        self.target_mean: float | None = None
+        self.target_std: float | None = None
+        if task_type == "classification":
+            uniq = target.unique().tolist()
+            try:
+                uniq = sorted(uniq)
+            except TypeError:  # mixed types: order by text
+                uniq = sorted(uniq, key=str)
+            if len(uniq) < 2:
+                raise TaskError(
+                    f"target column {target_column!r} has only one class ({uniq[0]!r}); "
+                    "classification needs at least two"
+                )
+            self.class_names: list[str] | None = [str(v) for v in uniq]
+            index = {v: i for i, v in enumerate(uniq)}
+            y_all = target.map(index).to_numpy(dtype=np.int64)
+            self.output_dim = len(uniq)
+        else:
+            y = target.to_numpy(dtype=np.float64)
+            self.target_mean = float(y[train_mask].mean())
+            sd = float(y[train_mask].std())
+            self.target_std = sd if sd > 1e-12 else 1.0
+            y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[
+                :, None
+            ]
+            self.class_names = None
+            self.output_dim = 1
+        self.background_value = 0.0
+
+        self._tasks: dict[Any, TabularTask] = {}
+        groups = df.groupby(task_column, sort=False).indices
+        for t in task_ids:
+            ix = np.sort(groups[t])
+            self._tasks[t] = TabularTask(
+                name=str(t),
+                x=x_std[ix],
+                y=y_all[ix],
+                task_type=task_type,
+                output_dim=self.output_dim,
+                class_names=self.class_names,
+                task_id=t,
+            )
+
+    # --------------------------------------------------------------- queries
+    def task_names(self, split: str) -> list[str]:
+        check_split(split)
+        return [str(t) for t in self.split_task_ids[split]]
+
+    def all_tasks(self, split: str | None = None) -> list[TabularTask]:
+        """Every task (of one split, or all), in a fixed order."""
+        ids = self.task_ids if split is None else self.split_task_ids[split]
+        if split is not None:
+            check_split(split)
+        return [self._tasks[t] for t in ids]
+
+    def get_task(self, name: str) -> TabularTask:
+        for t, task in self._tasks.items():
+            if str(t) == str(name):
+                return task
+        raise TaskError(
+            f"unknown task {name!r}; tasks are {[str(t) for t in self.task_ids]}"
+        )
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        """Raw feature rows -> the model's standardised inputs."""
+        return (
+            (np.asarray(x, dtype=np.float64) - self.feature_mean) / self.feature_std
+        ).astype(np.float32)
+
+    def unstandardise_target(self, y: np.ndarray) -> np.ndarray:
+        """Model-scale regression outputs -> target units (identity for classification)."""
+        if self.target_mean is None:
+            return np.asarray(y)
+        return np.asarray(y) * self.target_std + self.target_mean
+
+    # -------------------------------------------------------------- sampling
+    def sample_task(self, split: str, rng: np.random.Generator) -> TabularTask:
+        check_split(split)
+        ids = self.split_task_ids[split]
+        if not ids:
+            raise TaskError(
+                f"split {split!r} has no tasks (split_fractions={self.split_fractions})"
+            )
+        return self._tasks[ids[int(rng.integers(len(ids)))]]
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(
+            target_column=self.target_column,
+            task_column=self.task_column,
+            feature_names=list(self.feature_names),
+            class_names=self.class_names,
+            tasks={s: self.task_names(s) for s in SPLITS},
+            target_mean=self.target_mean,
+            target_std=self.target_std,
+            seed=self.seed,
+        )
+        return info
+
+
+def make_example_csv(
+    path: str | os.PathLike | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """Generate the example plant data set (``assets/example_tasks.csv``).
+
+    Six tasks ``plant_A``..``plant_F``, 40 rows each. Causal story per plant::
+
+        temperature ~ N(plant mean, 5)          pressure ~ N(plant mean, 0.1)
+        humidity    = 80 - 0.8 * temperature + noise   (caused by temperature,
+                                                        not a cause of yield)
+        yield       = a_plant * z(temperature) + b_plant * z(pressure) + c_plant + noise
+        vibration   = 0.5 * z(pressure) + noise
+        failure     = 1 if z(vibration) + 0.7 * z(humidity) + noise > plant threshold
+
+    so yield has exactly two parents (temperature, pressure) with per-plant shifted
+    coefficients, humidity is a correlated non-parent, and failure (0/1) is a
+    classification target caused by vibration and humidity. Written to ``path`` if given.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, plant in enumerate("ABCDEF"):
+        n = 40
+        t_mean = 20.0 + 3.0 * k + rng.normal(0, 1)
+        p_mean = 1.0 + 0.05 * rng.normal()
+        temperature = rng.normal(t_mean, 5.0, n)
+        pressure = rng.normal(p_mean, 0.1, n)
+        humidity = 80.0 - 0.8 * temperature + rng.normal(0, 2.0, n)
+        zt = (temperature - 27.5) / 7.0
+        zp = (pressure - 1.0) / 0.1
+        a = 2.0 + 0.6 * rng.normal()  # per-plant shifted mechanism coefficients
+        b = 1.0 + 0.6 * rng.normal()
+        c = 10.0 + rng.normal()
+        yld = a * zt + b * zp + c + rng.normal(0, 0.3, n)
+        vibration = 0.5 * zp + rng.normal(0, 0.5, n)
+        score = vibration / 0.7 + 0.7 * (humidity - 58.0) / 6.0 + rng.normal(0, 0.3, n)
+        failure = (score > np.median(score) + 0.1 * rng.normal()).astype(int)
+        for i in range(n):
+            rows.append(
+                {
+                    "plant": f"plant_{plant}",
+                    "temperature": round(float(temperature[i]), 2),
+                    "pressure": round(float(pressure[i]), 3),
+                    "humidity": round(float(humidity[i]), 2),
+                    "vibration": round(float(vibration[i]), 3),
+                    "yield": round(float(yld[i]), 3),
+                    "failure": int(failure[i]),
+                }
+            )
+    df = pd.DataFrame(rows)
+    if path is not None:
+        df.to_csv(path, index=False)
+    return df

@@ -1,0 +1,205 @@
+"""The shared outer loop: meta-batches of episodes, one meta-gradient step, live curves.
+
+The meta-gradient step lives in ``meta_step`` only, so a data-parallel run (torchrun) can
+wrap it without a second training loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .algorithms.base import CausalMetaLearner
+from .config import OneShotMetaLearningConfig
+from .tasks.base import Episode, TaskSource
+
+StopSignal = (
+    Callable[[], bool] | Any
+)  # a callable, or anything with is_set() (threading.Event)
+
+
+@dataclass
+class TrainingHistory:
+    """Train and validation curves; JSON-able through ``to_dict``."""
+
+    metric_name: str
+    iteration: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_metric: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+    val_iteration: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingHistory:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def should_stop(stop: StopSignal | None) -> bool:
+    if stop is None:
+        return False
+    if hasattr(stop, "is_set"):
+        return bool(stop.is_set())
+    return bool(stop())
+
+
+def sample_meta_batch(
+    source: TaskSource,
+    config: OneShotMetaLearningConfig,
+    rng: np.random.Generator,
+    split: str = "train",
+) -> list[Episode]:
+    return [
+        source.sample_task(split, rng).sample_episode(
+            config.support_shots, config.query_shots, rng
+        )
+        for _ in range(config.meta_batch_size)
+    ]
+
+
+def meta_step(
+    learner: CausalMetaLearner,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    grad_clip: float,
+) -> tuple[float, float, bool]:
+    """One meta-gradient step over a meta-batch. Returns (loss, metric, finite).
+
+    A non-finite loss or gradient skips the step, so the weights stay the last good ones.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    n = len(episodes)
+    batched = learner.batched_objective(episodes)
+    if batched is not None:
+        mean_loss, metrics = batched
+        mean_loss.backward()
+        total = float(mean_loss.detach()) * n
+    else:
+        total, metrics = 0.0, []
+        for ep in episodes:
+            loss, metric = learner.episode_objective(ep)
+            (loss / n).backward()  # per-task backward frees each task's graph early
+            total += float(loss.detach())
+            metrics.append(metric)
+    params = [p for p in learner.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(
+        params, grad_clip if grad_clip > 0 else float("inf")
+    )
+    finite = math.isfinite(total) and bool(torch.isfinite(norm))
+    if finite:
+        optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+    return total / n, float(np.mean(metrics)), finite
+
+
+def evaluate(
+    learner: CausalMetaLearner, episodes: list[Episode], steps: int | None = None
+) -> dict[str, float]:
+    """Mean query loss and metric over episodes, with the 95% interval of the metric."""
+    rows = [learner.evaluate_episode(ep, steps) for ep in episodes]
+    name = learner.metric_name()
+    values = np.array([r[name] for r in rows], dtype=float)
+    half = (
+        1.96 * values.std(ddof=1) / math.sqrt(len(values))
+        if len(values) > 1
+        else float("nan")
+    )
+    return {
+        "loss": float(np.mean([r["loss"] for r in rows])),
+        name: float(values.mean()),
+        f"{name}_ci95": float(half),
+        "episodes": len(rows),
+    }
+
+
+def meta_train(
+    learner: CausalMetaLearner,
+    source: TaskSource,
+    config: OneShotMetaLearningConfig,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    stop: StopSignal | None = None,
+    history: TrainingHistory | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    device: torch.device | str = "cpu",
+) -> TrainingHistory:
+    """Run ``config.num_meta_iterations`` meta-updates (or until ``stop``).
+
+    ``callback`` gets one record per iteration: iteration, total, train_loss, train_metric,
+    val_loss / val_metric (None between evaluations), elapsed and eta seconds.
+    """
+    history = history or TrainingHistory(learner.metric_name())
+    optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=config.outer_lr)
+    start_iter = history.iteration[-1] + 1 if history.iteration else 0
+    rng = np.random.default_rng([config.seed, start_iter])
+    val_episodes = [
+        ep.to(device)
+        for ep in source.episodes(
+            "val",
+            config.val_episodes,
+            config.support_shots,
+            config.query_shots,
+            config.seed + 1,
+        )
+    ]
+    total = config.num_meta_iterations
+    t0 = time.perf_counter()
+    offset = history.elapsed[-1] if history.elapsed else 0.0
+    learner.train()
+    for i in range(total):
+        if should_stop(stop):
+            history.stopped_early = True
+            history.message = f"stopped by request after {i} of {total} iterations"
+            break
+        episodes = [ep.to(device) for ep in sample_meta_batch(source, config, rng)]
+        loss, metric, finite = meta_step(learner, optimizer, episodes, config.grad_clip)
+        it = start_iter + i
+        if not finite:
+            history.stopped_early = True
+            history.message = (
+                f"training stopped at iteration {it}: the loss or its gradient is not finite "
+                "(try a smaller inner_lr or outer_lr); the last good weights are kept"
+            )
+            break
+        elapsed = time.perf_counter() - t0
+        history.iteration.append(it)
+        history.train_loss.append(loss)
+        history.train_metric.append(metric)
+        history.elapsed.append(offset + elapsed)
+        record: dict[str, Any] = {
+            "iteration": it,
+            "done": i + 1,
+            "total": total,
+            "train_loss": loss,
+            "train_metric": metric,
+            "metric_name": history.metric_name,
+            "val_loss": None,
+            "val_metric": None,
+            "elapsed": elapsed,
+            "eta": elapsed / (i + 1) * (total - i - 1),
+        }
+        if i % config.eval_interval == 0 or i == total - 1:
+            val = evaluate(learner, val_episodes)
+            history.val_iteration.append(it)
+            history.val_loss.append(val["loss"])
+            history.val_metric.append(val[history.metric_name])
+            record["val_loss"], record["val_metric"] = (
+                val["loss"],
+                val[history.metric_name],
+            )
+        if callback is not None:
+            callback(record)
+    learner.eval()
+    return history

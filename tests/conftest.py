@@ -1,0 +1,23 @@
+"""Shared fixtures. Torch runs on 2 threads so tests behave alike on the CI machine."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+OMNIGLOT = ROOT.parent / "shared" / "data" / "omniglot"
+if not OMNIGLOT.exists():
+    OMNIGLOT = ROOT / "assets" / "omniglot"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def omniglot_dir() -> Path:
+    return OMNIGLOT
