@@ -48,12 +48,8 @@ def save_checkpoint(
     """Write a checkpoint directory, or a zip when ``path`` ends in .zip. Returns the path."""
     path = Path(path)
     files = {
-        WEIGHTS: save_safetensors_bytes(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        ),
-        CONFIG: json.dumps(
-            {"format_version": FORMAT_VERSION, **meta}, indent=2
-        ).encode(),
+        WEIGHTS: save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
+        CONFIG: json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2).encode(),
         MECHANISMS: json.dumps(mechanisms, indent=2).encode(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +116,7 @@ def read_checkpoint_zip(data: bytes, label: str = "checkpoint") -> dict[str, byt
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise CheckpointError(
-            f"{label} is neither a checkpoint folder nor a zip file"
-        ) from None
+        raise CheckpointError(f"{label} is neither a checkpoint folder nor a zip file") from None
     out = {}
     with zf:
         for info in zf.infolist():
@@ -143,32 +137,22 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
     return parse_checkpoint_files(_read_files(Path(path)), str(path))
 
 
-def parse_checkpoint_files(
-    files: dict[str, bytes], label: str = "checkpoint"
-) -> CheckpointData:
+def parse_checkpoint_files(files: dict[str, bytes], label: str = "checkpoint") -> CheckpointData:
     """Validate and decode checkpoint files; never unpickles."""
     for name in (WEIGHTS, CONFIG):
         if name not in files:
-            raise CheckpointError(
-                f"{label}: {name} is missing (a checkpoint holds {WEIGHTS} and {CONFIG})"
-            )
+            raise CheckpointError(f"{label}: {name} is missing (a checkpoint holds {WEIGHTS} and {CONFIG})")
     try:
         tensors = load_safetensors_bytes(files[WEIGHTS])
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{label}: {WEIGHTS} is not a valid safetensors file ({exc})"
-        ) from None
+        raise CheckpointError(f"{label}: {WEIGHTS} is not a valid safetensors file ({exc})") from None
     meta = _parse_json(files[CONFIG], CONFIG, label)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{label}: {CONFIG} has no supported format_version (expected {FORMAT_VERSION})"
-        )
+        raise CheckpointError(f"{label}: {CONFIG} has no supported format_version (expected {FORMAT_VERSION})")
     for key in ("config", "model", "task_type"):
         if key not in meta:
             raise CheckpointError(f"{label}: {CONFIG} lacks the field {key!r}")
-    mechanisms = (
-        _parse_json(files[MECHANISMS], MECHANISMS, label) if MECHANISMS in files else []
-    )
+    mechanisms = _parse_json(files[MECHANISMS], MECHANISMS, label) if MECHANISMS in files else []
     if isinstance(mechanisms, dict):  # versioned export format
         mechanisms = mechanisms.get("mechanisms", [])
     if not isinstance(mechanisms, list):

@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class MetaLearningAlgorithm(str, Enum):
+class MetaLearningAlgorithm(StrEnum):
     MAML_CAUSAL = "maml_causal"
     GRADIENT_CAUSAL = "gradient_causal"
     PROTOTYPICAL_CAUSAL = "prototypical_causal"
     RELATION_CAUSAL = "relation_causal"
 
 
-class CausalMechanismType(str, Enum):
+class CausalMechanismType(StrEnum):
     FEATURE_TRANSFER = "feature_transfer"
     REPRESENTATION_TRANSFER = "representation_transfer"
     STRUCTURE_TRANSFER = "structure_transfer"
@@ -96,9 +96,7 @@ class OneShotMetaLearningConfig:
             )
         except ValueError:
             names = ", ".join(a.name for a in MetaLearningAlgorithm)
-            raise ConfigError(
-                f"algorithm must be one of {names}; got {self.algorithm!r}"
-            ) from None
+            raise ConfigError(f"algorithm must be one of {names}; got {self.algorithm!r}") from None
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("bool",) and not isinstance(value, bool):
@@ -108,26 +106,16 @@ class OneShotMetaLearningConfig:
                 integral = f.type == "int"
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     kind = "an integer" if integral else "a number"
-                    raise ConfigError(
-                        f"{f.name} must be {kind} in [{low:g}, {high:g}]; got {value!r}"
-                    )
+                    raise ConfigError(f"{f.name} must be {kind} in [{low:g}, {high:g}]; got {value!r}")
                 if integral and float(value) != int(value):
-                    raise ConfigError(
-                        f"{f.name} must be an integer in [{low:g}, {high:g}]; got {value!r}"
-                    )
+                    raise ConfigError(f"{f.name} must be an integer in [{low:g}, {high:g}]; got {value!r}")
                 if not math.isfinite(value) or not low <= value <= high:
-                    raise ConfigError(
-                        f"{f.name} must be in [{low:g}, {high:g}]; got {value!r}"
-                    )
+                    raise ConfigError(f"{f.name} must be in [{low:g}, {high:g}]; got {value!r}")
                 setattr(self, f.name, int(value) if integral else float(value))
         if self.device not in _DEVICES and not str(self.device).startswith("cuda:"):
-            raise ConfigError(
-                f"device must be one of {_DEVICES} or 'cuda:N'; got {self.device!r}"
-            )
+            raise ConfigError(f"device must be one of {_DEVICES} or 'cuda:N'; got {self.device!r}")
         if self.encoder not in _ENCODERS:
-            raise ConfigError(
-                f"encoder must be one of {_ENCODERS}; got {self.encoder!r}"
-            )
+            raise ConfigError(f"encoder must be one of {_ENCODERS}; got {self.encoder!r}")
         if self.hidden_dim < self.num_mechanisms:
             raise ConfigError(
                 f"hidden_dim must be at least num_mechanisms ({self.num_mechanisms}); got {self.hidden_dim}"
@@ -151,10 +139,7 @@ class OneShotMetaLearningConfig:
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         data = dict(data)
-        if (
-            isinstance(data.get("algorithm"), str)
-            and data["algorithm"].upper() in MetaLearningAlgorithm.__members__
-        ):
+        if isinstance(data.get("algorithm"), str) and data["algorithm"].upper() in MetaLearningAlgorithm.__members__:
             data["algorithm"] = MetaLearningAlgorithm[data["algorithm"].upper()]
         return cls(**data)
 

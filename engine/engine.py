@@ -25,8 +25,15 @@ import numpy as np
 import torch
 
 from .algorithms import AdaptedState, CausalMetaLearner, make_learner
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    parse_checkpoint_files,
+    read_checkpoint_zip,
+    save_checkpoint,
+)
 from .config import MetaLearningAlgorithm, OneShotMetaLearningConfig
+from .engine_causal import CausalEngineMixin
 from .model import CausalMetaModel
 from .tasks.base import Episode, Task, TaskSource
 from .tasks.task_list import TaskListSource
@@ -39,9 +46,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {name!r} was asked for but CUDA is not available on this machine"
-        )
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on this machine")
     return torch.device(name)
 
 
@@ -54,7 +59,7 @@ def _async_twin(name: str, doc: str) -> Callable[..., Any]:
     return method
 
 
-class OneShotMetaLearningEngine:
+class OneShotMetaLearningEngine(CausalEngineMixin):
     """Holds one meta-learner, its training history, its last adaptation and its mechanisms."""
 
     def __init__(self, config: OneShotMetaLearningConfig | None = None) -> None:
@@ -98,9 +103,7 @@ class OneShotMetaLearningEngine:
 
     def _require(self) -> CausalMetaLearner:
         if self.learner is None:
-            raise RuntimeError(
-                "the engine is not initialised: call initialize(...) or meta_train(source) first"
-            )
+            raise RuntimeError("the engine is not initialised: call initialize(...) or meta_train(source) first")
         return self.learner
 
     # ---- building ---------------------------------------------------------------------------
@@ -115,11 +118,7 @@ class OneShotMetaLearningEngine:
         """Build a fresh model and learner. ``input_dim``: feature count or (C, H, W)."""
         torch.manual_seed(self.config.seed)
         if task_type is None:
-            task_type = (
-                "classification"
-                if self.config.algorithm in _EMBEDDING_ALGORITHMS
-                else "regression"
-            )
+            task_type = "classification" if self.config.algorithm in _EMBEDDING_ALGORITHMS else "regression"
         embedding_only = self.config.algorithm in _EMBEDDING_ALGORITHMS
         shape = (input_dim,) if isinstance(input_dim, int) else tuple(input_dim)
         if input_gates is None:
@@ -134,20 +133,29 @@ class OneShotMetaLearningEngine:
             input_gates=input_gates,
             conv_channels=self.config.conv_channels,
         )
-        learner = make_learner(
-            model, self.config, task_type
-        )  # raises for regression + embedding learner
+        learner = make_learner(model, self.config, task_type)  # raises for regression + embedding learner
         self.model, self.learner = model.to(self.device), learner.to(self.device)
         self.task_type, self.feature_names = task_type, feature_names
         self.output_dim = output_dim
         self.history, self.optimizer, self._last_state = None, None, None
         self._traces = {}
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # torch.func's first transform costs about a second; pay it here, not on the first click.
+        learner = self._require()
+        x = torch.zeros((2, *self.model.input_shape), device=self.device)
+        if self.task_type == "classification":
+            y = torch.tensor([0, 1], device=self.device)
+        else:
+            y = torch.zeros(2, self.output_dim, device=self.device)
+        params = {n: p.detach() for n, p in learner.meta_params().items()}
+        with torch.no_grad():
+            learner(learner.adapt(x, y, 1, params=params), x)
 
     def initialize_for_source(self, source: TaskSource) -> None:
         self.initialize_sync(
-            source.input_shape
-            if len(source.input_shape) > 1
-            else source.input_shape[0],
+            source.input_shape if len(source.input_shape) > 1 else source.input_shape[0],
             source.output_dim,
             source.task_type,
             feature_names=getattr(source, "feature_names", None),
@@ -171,9 +179,7 @@ class OneShotMetaLearningEngine:
             self.initialize_for_source(source)
         learner = self._require()
         if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(
-                learner.parameters(), lr=self.config.outer_lr
-            )
+            self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
         self.history = meta_train(
             learner,
             source,
@@ -192,11 +198,7 @@ class OneShotMetaLearningEngine:
         tasks = list(source_tasks)
         shape = self.model.input_shape if self.model is not None else None
         if shape is None:
-            ep = (
-                tasks[0].sample_episode(1, 1, np.random.default_rng(0))
-                if tasks
-                else None
-            )
+            ep = tasks[0].sample_episode(1, 1, np.random.default_rng(0)) if tasks else None
             shape = tuple(ep.support_x.shape[1:]) if ep is not None else (1,)
         return TaskListSource(tasks, shape)
 
@@ -250,11 +252,7 @@ class OneShotMetaLearningEngine:
         """
         learner = self._require()
         episode = self._episode_for(target_task, support_data, query_data, seed)
-        mask = (
-            None
-            if causal_mask is None
-            else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
-        )
+        mask = None if causal_mask is None else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
         steps = self.config.adaptation_steps if steps is None else steps
         params = {n: p.detach() for n, p in learner.meta_params().items()}
         with torch.no_grad():
@@ -306,9 +304,7 @@ class OneShotMetaLearningEngine:
         elif isinstance(support, Episode):
             base = support
         else:
-            base = target.sample_episode(
-                self.config.support_shots, self.config.query_shots, rng
-            )
+            base = target.sample_episode(self.config.support_shots, self.config.query_shots, rng)
         sx, sy = base.support_x, base.support_y
         if isinstance(support, tuple):
             sx, sy = self._tensor_pair(support)
@@ -327,9 +323,7 @@ class OneShotMetaLearningEngine:
         if self.task_type == "classification":
             y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.long).reshape(-1)
         else:
-            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.float32).reshape(
-                x.shape[0], -1
-            )
+            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.float32).reshape(x.shape[0], -1)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"support has {x.shape[0]} inputs but {y.shape[0]} labels")
         return x, y
@@ -340,9 +334,7 @@ class OneShotMetaLearningEngine:
             return learner.predict_labels(state, outputs).cpu()
         return outputs.cpu()
 
-    def _explain(
-        self, before: dict[str, torch.Tensor], state: AdaptedState
-    ) -> dict[str, Any]:
+    def _explain(self, before: dict[str, torch.Tensor], state: AdaptedState) -> dict[str, Any]:
         """Which mechanisms adaptation moved, in numbers and words."""
         model = self.model
         assert model is not None
@@ -391,18 +383,10 @@ class OneShotMetaLearningEngine:
         state = self._last_state
         if state is None:
             if self.config.algorithm in _EMBEDDING_ALGORITHMS:
-                raise RuntimeError(
-                    "prototypical and relation learners need one_shot_adapt before predict"
-                )
-            state = AdaptedState(
-                {n: p.detach() for n, p in learner.meta_params().items()}
-            )
+                raise RuntimeError("prototypical and relation learners need one_shot_adapt before predict")
+            state = AdaptedState({n: p.detach() for n, p in learner.meta_params().items()})
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
-        mask = (
-            None
-            if causal_mask is None
-            else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
-        )
+        mask = None if causal_mask is None else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             return learner(state, x, causal_mask=mask), state
 
@@ -436,12 +420,14 @@ class OneShotMetaLearningEngine:
         """Replace this engine's learner with the checkpoint at ``path`` (never unpickles)."""
         self._load_data(load_checkpoint(path), Path(path).name)
 
+    def load_bytes_sync(self, data: bytes, name: str = "uploaded checkpoint") -> None:
+        """Load a checkpoint zip given as bytes (an upload); never unpickles, never writes."""
+        self._load_data(parse_checkpoint_files(read_checkpoint_zip(data, name), name), name)
+
     def _load_data(self, data: Any, name: str) -> None:
         meta = data.meta
         try:
-            config = OneShotMetaLearningConfig.from_dict(
-                {**meta["config"], "device": self.config.device}
-            )
+            config = OneShotMetaLearningConfig.from_dict({**meta["config"], "device": self.config.device})
             model_args = dict(meta["model"])
             fresh = OneShotMetaLearningEngine(config)
             fresh.initialize_sync(
@@ -452,9 +438,7 @@ class OneShotMetaLearningEngine:
                 input_gates=bool(model_args.get("input_gates", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"{name}: config.json does not describe a valid model ({exc})"
-            ) from None
+            raise CheckpointError(f"{name}: config.json does not describe a valid model ({exc})") from None
         assert fresh.learner is not None
         try:
             fresh.learner.load_state_dict(data.tensors, strict=True)
@@ -465,16 +449,12 @@ class OneShotMetaLearningEngine:
             ) from None
         self.__dict__.update(fresh.__dict__)
         self.source_info = meta.get("source") or {}
-        self.history = (
-            TrainingHistory.from_dict(meta["history"]) if meta.get("history") else None
-        )
+        self.history = TrainingHistory.from_dict(meta["history"]) if meta.get("history") else None
         self._mechanisms = list(data.mechanisms)
         self.checkpoint_name = name
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | Path, device: str = "auto"
-    ) -> OneShotMetaLearningEngine:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> OneShotMetaLearningEngine:
         eng = cls(OneShotMetaLearningConfig(device=device))
         eng.load_sync(path)
         return eng
@@ -483,9 +463,7 @@ class OneShotMetaLearningEngine:
     initialize = _async_twin("initialize", "build a fresh model and learner.")
     meta_train = _async_twin("meta_train", "meta-train on a task source.")
     evaluate = _async_twin("evaluate", "held-out loss and metric.")
-    one_shot_adapt = _async_twin(
-        "one_shot_adapt", "adapt to a task from its support data."
-    )
+    one_shot_adapt = _async_twin("one_shot_adapt", "adapt to a task from its support data.")
     predict = _async_twin("predict", "predictions of the adapted model.")
     save = _async_twin("save", "write a checkpoint.")
     load = _async_twin("load", "load a checkpoint.")

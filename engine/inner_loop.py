@@ -27,9 +27,7 @@ class InnerLoopResult:
     trace: list[float] = field(default_factory=list)
 
 
-def functional_forward(
-    model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, **kwargs
-) -> torch.Tensor:
+def functional_forward(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, **kwargs) -> torch.Tensor:
     """``model(x, **kwargs)`` computed with ``params`` instead of the module's own tensors."""
     return functional_call(model, dict(params), (x,), kwargs)
 
@@ -52,11 +50,7 @@ def inner_loop(
     (all by default). Gradients stay in the graph unless ``first_order``, so a loss computed
     from the result differentiates through the adaptation (second order).
     """
-    names = (
-        list(params)
-        if trainable is None
-        else [n for n in params if n in set(trainable)]
-    )
+    names = list(params) if trainable is None else [n for n in params if n in set(trainable)]
     frozen = {n: t for n, t in params.items() if n not in names}
 
     def support_loss(moving: Params) -> torch.Tensor:

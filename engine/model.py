@@ -12,7 +12,7 @@ With K mechanisms of width hidden_dim // K on an MLP encoder, the network is the
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,27 +60,19 @@ class CausalMetaModel(nn.Module):
         conv_channels: int = 64,
     ) -> None:
         super().__init__()
-        shape = (
-            (input_dim,)
-            if isinstance(input_dim, int)
-            else tuple(int(s) for s in input_dim)
-        )
+        shape = (input_dim,) if isinstance(input_dim, int) else tuple(int(s) for s in input_dim)
         if encoder == "auto":
             encoder = "conv4" if len(shape) == 3 else "mlp"
         if encoder not in ("mlp", "conv4"):
             raise ValueError(f"encoder must be 'mlp' or 'conv4', got {encoder!r}")
         if encoder == "conv4" and len(shape) != 3:
-            raise ValueError(
-                f"conv4 needs an image shape (C, H, W); got input_dim={input_dim!r}"
-            )
+            raise ValueError(f"conv4 needs an image shape (C, H, W); got input_dim={input_dim!r}")
         if encoder == "mlp" and len(shape) != 1:
             raise ValueError(f"mlp needs a feature count; got input shape {shape}")
         if input_gates and encoder != "mlp":
             raise ValueError("input_gates apply to feature vectors (mlp encoder) only")
         if hidden_dim < num_mechanisms:
-            raise ValueError(
-                f"hidden_dim ({hidden_dim}) must be >= num_mechanisms ({num_mechanisms})"
-            )
+            raise ValueError(f"hidden_dim ({hidden_dim}) must be >= num_mechanisms ({num_mechanisms})")
         self.input_shape = shape
         self.encoder_kind = encoder
         self.hidden_dim = hidden_dim
@@ -102,18 +94,14 @@ class CausalMetaModel(nn.Module):
             for _ in range(4):
                 side_h, side_w = side_h // 2, side_w // 2
             if side_h < 1 or side_w < 1:
-                raise ValueError(
-                    f"images of {shape[1]}x{shape[2]} are too small for Conv-4 (need >= 16)"
-                )
+                raise ValueError(f"images of {shape[1]}x{shape[2]} are too small for Conv-4 (need >= 16)")
             emb = c * side_h * side_w
             self.mech_weight = nn.Parameter(torch.empty(K, m, emb))
             self.mech_bias = nn.Parameter(torch.zeros(K, m))
         elif input_gates:
             d = shape[0]
             # Each mechanism has its own first layer over its own gated view of the inputs.
-            self.input_gate_logits = nn.Parameter(
-                torch.full((K, d), INPUT_GATE_INIT_LOGIT)
-            )
+            self.input_gate_logits = nn.Parameter(torch.full((K, d), INPUT_GATE_INIT_LOGIT))
             self.enc_weight = nn.Parameter(torch.empty(K, m, d))
             self.enc_bias = nn.Parameter(torch.zeros(K, m))
             self.mech_weight = nn.Parameter(torch.empty(K, m, m))
@@ -154,9 +142,7 @@ class CausalMetaModel(nn.Module):
         indices [k*block, (k+1)*block) along ``axis``. Parameters not listed are shared."""
         axes = {"gate_logits": (0, 1), "mech_weight": (0, 1), "mech_bias": (0, 1)}
         if self.has_input_gates:
-            axes.update(
-                {"input_gate_logits": (0, 1), "enc_weight": (0, 1), "enc_bias": (0, 1)}
-            )
+            axes.update({"input_gate_logits": (0, 1), "enc_weight": (0, 1), "enc_bias": (0, 1)})
         if self.head is not None:
             axes["head.weight"] = (1, self.mechanism_dim)
         return axes
@@ -166,36 +152,26 @@ class CausalMetaModel(nn.Module):
         """Ungated mechanism activations, shape (batch, K, mechanism_dim)."""
         if self.has_input_gates:
             gated = x.unsqueeze(1) * torch.sigmoid(self.input_gate_logits)  # (B, K, d)
-            h = F.relu(
-                torch.einsum("bkd,kmd->bkm", gated, self.enc_weight) + self.enc_bias
-            )
-            return F.relu(
-                torch.einsum("bkh,kmh->bkm", h, self.mech_weight) + self.mech_bias
-            )
+            h = F.relu(torch.einsum("bkd,kmd->bkm", gated, self.enc_weight) + self.enc_bias)
+            return F.relu(torch.einsum("bkh,kmh->bkm", h, self.mech_weight) + self.mech_bias)
         z = self.encoder(x).flatten(1)
         return F.relu(torch.einsum("be,kme->bkm", z, self.mech_weight) + self.mech_bias)
 
-    def embed(
-        self, x: torch.Tensor, causal_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, causal_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Gated, concatenated mechanism outputs, shape (batch, K * mechanism_dim)."""
         gate = torch.sigmoid(self.gate_logits)
         if causal_mask is not None:
             gate = gate * causal_mask.to(gate.dtype)
         return (self.mechanism_outputs(x) * gate[:, None]).flatten(1)
 
-    def forward(
-        self, x: torch.Tensor, causal_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal_mask: torch.Tensor | None = None) -> torch.Tensor:
         e = self.embed(x, causal_mask)
         return e if self.head is None else self.head(e)
 
     def describe(self) -> dict:
         """Constructor arguments, to rebuild the same model from a checkpoint."""
         return {
-            "input_dim": list(self.input_shape)
-            if len(self.input_shape) > 1
-            else self.input_shape[0],
+            "input_dim": list(self.input_shape) if len(self.input_shape) > 1 else self.input_shape[0],
             "hidden_dim": self.hidden_dim,
             "output_dim": self.output_dim,
             "num_mechanisms": self.num_mechanisms,

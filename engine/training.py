@@ -19,9 +19,7 @@ from .algorithms.base import CausalMetaLearner
 from .config import OneShotMetaLearningConfig
 from .tasks.base import Episode, TaskSource
 
-StopSignal = (
-    Callable[[], bool] | Any
-)  # a callable, or anything with is_set() (threading.Event)
+StopSignal = Callable[[], bool] | Any  # a callable, or anything with is_set() (threading.Event)
 
 
 @dataclass
@@ -62,9 +60,7 @@ def sample_meta_batch(
     split: str = "train",
 ) -> list[Episode]:
     return [
-        source.sample_task(split, rng).sample_episode(
-            config.support_shots, config.query_shots, rng
-        )
+        source.sample_task(split, rng).sample_episode(config.support_shots, config.query_shots, rng)
         for _ in range(config.meta_batch_size)
     ]
 
@@ -94,9 +90,7 @@ def meta_step(
             total += float(loss.detach())
             metrics.append(metric)
     params = [p for p in learner.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(
-        params, grad_clip if grad_clip > 0 else float("inf")
-    )
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     finite = math.isfinite(total) and bool(torch.isfinite(norm))
     if finite:
         optimizer.step()
@@ -105,18 +99,12 @@ def meta_step(
     return total / n, float(np.mean(metrics)), finite
 
 
-def evaluate(
-    learner: CausalMetaLearner, episodes: list[Episode], steps: int | None = None
-) -> dict[str, float]:
+def evaluate(learner: CausalMetaLearner, episodes: list[Episode], steps: int | None = None) -> dict[str, float]:
     """Mean query loss and metric over episodes, with the 95% interval of the metric."""
     rows = [learner.evaluate_episode(ep, steps) for ep in episodes]
     name = learner.metric_name()
     values = np.array([r[name] for r in rows], dtype=float)
-    half = (
-        1.96 * values.std(ddof=1) / math.sqrt(len(values))
-        if len(values) > 1
-        else float("nan")
-    )
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
     return {
         "loss": float(np.mean([r["loss"] for r in rows])),
         name: float(values.mean()),

@@ -26,10 +26,7 @@ def test_enums_have_original_names():
         "PROTOTYPICAL_CAUSAL",
         "RELATION_CAUSAL",
     }
-    assert (
-        len(CausalMechanismType) == 5
-        and "STRUCTURE_TRANSFER" in CausalMechanismType.__members__
-    )
+    assert len(CausalMechanismType) == 5 and "STRUCTURE_TRANSFER" in CausalMechanismType.__members__
 
 
 @pytest.mark.parametrize(
@@ -57,15 +54,9 @@ def test_bad_values_name_the_field(field, value):
 
 
 def test_algorithm_accepts_name_value_or_enum():
+    assert OneShotMetaLearningConfig(algorithm="prototypical_causal").algorithm.name == "PROTOTYPICAL_CAUSAL"
     assert (
-        OneShotMetaLearningConfig(algorithm="prototypical_causal").algorithm.name
-        == "PROTOTYPICAL_CAUSAL"
-    )
-    assert (
-        OneShotMetaLearningConfig(
-            algorithm=MetaLearningAlgorithm.RELATION_CAUSAL
-        ).algorithm.name
-        == "RELATION_CAUSAL"
+        OneShotMetaLearningConfig(algorithm=MetaLearningAlgorithm.RELATION_CAUSAL).algorithm.name == "RELATION_CAUSAL"
     )
 
 

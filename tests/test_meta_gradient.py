@@ -17,9 +17,7 @@ def _unrolled_meta_grad(model, rates, ep, steps, loss_fn):
     current = dict(params)
     for _ in range(steps):
         loss = loss_fn(functional_call(model, current, (ep.support_x,)), ep.support_y)
-        grads = torch.autograd.grad(
-            loss, [current[n] for n in names], create_graph=True
-        )
+        grads = torch.autograd.grad(loss, [current[n] for n in names], create_graph=True)
         current = {n: current[n] - rates[n] * g for n, g in zip(names, grads)}
     qloss = loss_fn(functional_call(model, current, (ep.query_x,)), ep.query_y)
     return torch.autograd.grad(qloss, [params[n] for n in names])
@@ -64,9 +62,7 @@ def test_second_order_meta_gradient_matches_unrolled_autograd(algorithm, kind):
         enable_causal_priors=False,
     )
     learner = make_learner(model, config, kind).double()
-    if (
-        algorithm == "GRADIENT_CAUSAL"
-    ):  # distinct per-parameter rates, so a mix-up would show
+    if algorithm == "GRADIENT_CAUSAL":  # distinct per-parameter rates, so a mix-up would show
         with torch.no_grad():
             for p in learner.inner_lrs.values():
                 p.uniform_(0.02, 0.2)
@@ -88,27 +84,19 @@ def test_meta_sgd_rates_get_meta_gradients():
     learner = make_learner(model, config, "regression").double()
     loss, _ = learner.episode_objective(_episode("regression"))
     loss.backward()
-    assert all(
-        p.grad is not None and p.grad.abs().sum() > 0
-        for p in learner.inner_lrs.values()
-    )
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.inner_lrs.values())
 
 
 @pytest.mark.parametrize("algorithm", ["MAML_CAUSAL", "GRADIENT_CAUSAL"])
 def test_vmap_over_tasks_gives_the_looped_meta_gradient(algorithm):
     torch.manual_seed(1)
     model = CausalMetaModel(3, 8, 1, 2, input_gates=True).double()
-    config = OneShotMetaLearningConfig(
-        algorithm=algorithm, inner_lr=0.1, num_inner_steps=2, causal_weight=0.3
-    )
+    config = OneShotMetaLearningConfig(algorithm=algorithm, inner_lr=0.1, num_inner_steps=2, causal_weight=0.3)
     learner = make_learner(model, config, "regression").double()
     g = torch.Generator().manual_seed(2)
     eps = [
         Episode(
-            *(
-                torch.randn(n, d, generator=g, dtype=torch.float64)
-                for n, d in [(5, 3), (5, 1), (7, 3), (7, 1)]
-            ),
+            *(torch.randn(n, d, generator=g, dtype=torch.float64) for n, d in [(5, 3), (5, 1), (7, 3), (7, 1)]),
             "regression",
         )
         for _ in range(4)

@@ -44,15 +44,11 @@ def test_zero_mask_removes_exactly_mechanism_k(kwargs, x):
         mask = torch.ones(K, dtype=torch.float64)
         mask[k] = 0
         contribution = mech[:, k] @ m.head.weight[:, k * d : (k + 1) * d].T
-        torch.testing.assert_close(
-            full - m(x, causal_mask=mask), contribution, rtol=0, atol=1e-10
-        )
+        torch.testing.assert_close(full - m(x, causal_mask=mask), contribution, rtol=0, atol=1e-10)
         # the other mechanisms' contributions are untouched: removing all but k leaves only k
         only_k = torch.zeros(K, dtype=torch.float64)
         only_k[k] = 1
-        torch.testing.assert_close(
-            m(x, causal_mask=only_k) - m.head.bias, contribution, rtol=0, atol=1e-10
-        )
+        torch.testing.assert_close(m(x, causal_mask=only_k) - m.head.bias, contribution, rtol=0, atol=1e-10)
 
 
 def test_sinusoid_model_is_the_maml_mlp_plus_gates():

@@ -45,9 +45,7 @@ def _png(seed: int, size: int = 20, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def _make_zip(
-    path: Path, layout: dict[str, int], extra: dict[str, bytes] | None = None
-) -> Path:
+def _make_zip(path: Path, layout: dict[str, int], extra: dict[str, bytes] | None = None) -> Path:
     """layout: class folder path inside the zip -> number of images."""
     with zipfile.ZipFile(path, "w") as zf:
         for k, (folder, n) in enumerate(layout.items()):
@@ -77,9 +75,7 @@ def test_omniglot_small1_loads_as_shipped() -> None:
             assert n.split("/")[0] in src.groups
     # Classes are split, not shared between splits.
     sets = [set(src.class_names[s]) for s in ("train", "val", "test")]
-    assert (
-        not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
-    )
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
 
 
 @needs_omniglot
@@ -111,9 +107,7 @@ def test_omniglot_episodes_shapes_labels_and_reproducibility() -> None:
     assert torch.bincount(ep.query_y).tolist() == [5] * 5
     assert ep.num_classes == 5 and ep.task_type == "classification"
     for ea, eb in zip(a, b, strict=True):
-        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(
-            ea.query_y, eb.query_y
-        )
+        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(ea.query_y, eb.query_y)
     task = src.sample_task("train", np.random.default_rng(0))
     assert isinstance(task, ImageTask) and len(task.class_names) == 5
 
@@ -126,9 +120,7 @@ def test_omniglot_rotations_within_group_and_filters() -> None:
         assert rot.num_classes(s) == 4 * plain.num_classes(s)
     name = plain.class_names["train"][0]
     base = rot.images_of_class(name)
-    np.testing.assert_array_equal(
-        rot.images_of_class(name + "@rot90"), np.rot90(base, 1, axes=(1, 2))
-    )
+    np.testing.assert_array_equal(rot.images_of_class(name + "@rot90"), np.rot90(base, 1, axes=(1, 2)))
     src = ImageTaskSource(SMALL1, n_way=5, within_group=True, rotations=True)
     rng = np.random.default_rng(1)
     for _ in range(10):
@@ -136,9 +128,7 @@ def test_omniglot_rotations_within_group_and_filters() -> None:
         groups = {n.split("/")[0] for n in task.class_names}
         assert len(groups) == 1 and task.group in groups
         assert task.sample_episode(1, 1, rng).support_x.shape == (5, 1, 28, 28)
-    only = ImageTaskSource(
-        SMALL1, include_groups=["Greek", "Latin"], split_fractions=(1, 0, 0)
-    )
+    only = ImageTaskSource(SMALL1, include_groups=["Greek", "Latin"], split_fractions=(1, 0, 0))
     assert only.groups == ["Greek", "Latin"]
     assert only.num_classes("train") == 24 + 26
     without = ImageTaskSource(SMALL1, exclude_groups=["Korean"])
@@ -146,9 +136,7 @@ def test_omniglot_rotations_within_group_and_filters() -> None:
     with pytest.raises(TaskError, match="unknown groups"):
         ImageTaskSource(SMALL1, include_groups=["Klingon"])
     with pytest.raises(TaskError, match="no group in split"):
-        ImageTaskSource(SMALL1, n_way=30, within_group=True).sample_task(
-            "train", np.random.default_rng(0)
-        )
+        ImageTaskSource(SMALL1, n_way=30, within_group=True).sample_task("train", np.random.default_rng(0))
 
 
 def test_tiny_zip_with_group_level_and_wrapper(tmp_path: Path) -> None:
@@ -156,12 +144,8 @@ def test_tiny_zip_with_group_level_and_wrapper(tmp_path: Path) -> None:
     path = _make_zip(tmp_path / "tiny.zip", layout)
     src = ImageTaskSource(path, n_way=3, image_size=16, split_fractions=(1, 0, 0))
     assert src.groups == ["G0", "G1"]
-    assert src.class_names["train"] == [
-        f"G{g}/c{c}" for g in range(2) for c in range(3)
-    ]
-    ep = src.sample_task("train", np.random.default_rng(0)).sample_episode(
-        2, 3, np.random.default_rng(0)
-    )
+    assert src.class_names["train"] == [f"G{g}/c{c}" for g in range(2) for c in range(3)]
+    ep = src.sample_task("train", np.random.default_rng(0)).sample_episode(2, 3, np.random.default_rng(0))
     assert ep.support_x.shape == (6, 1, 16, 16) and ep.query_x.shape == (9, 1, 16, 16)
     # White paper -> inverted so the background is 0.
     assert src.inverted and float(ep.support_x.mean()) < 0.5
@@ -175,9 +159,7 @@ def test_tiny_zip_without_group_level_and_folder(tmp_path: Path) -> None:
     path = _make_zip(tmp_path / "flat.zip", {f"class_{c}": 4 for c in range(4)})
     src = ImageTaskSource(path, n_way=2, split_fractions=(0.5, 0.25, 0.25), seed=1)
     assert src.groups == [""]
-    assert sorted(n for s in src.class_names.values() for n in s) == [
-        f"class_{c}" for c in range(4)
-    ]
+    assert sorted(n for s in src.class_names.values() for n in s) == [f"class_{c}" for c in range(4)]
     assert [src.num_classes(s) for s in ("train", "val", "test")] == [2, 1, 1]
     with pytest.raises(TaskError, match="fewer than n_way"):
         src.sample_task("val", np.random.default_rng(0))
@@ -230,9 +212,7 @@ def test_errors(tmp_path: Path) -> None:
         zf.writestr("readme.txt", "no images here")
     with pytest.raises(TaskError, match="no images found"):
         ImageTaskSource(empty)
-    bad = _make_zip(
-        tmp_path / "bad.zip", {"c0": 2, "c1": 2}, extra={"c1/broken.png": b"xx"}
-    )
+    bad = _make_zip(tmp_path / "bad.zip", {"c0": 2, "c1": 2}, extra={"c1/broken.png": b"xx"})
     with pytest.raises(TaskError, match=r"c1/broken\.png"):
         ImageTaskSource(bad)
     notzip = tmp_path / "not.zip"

@@ -40,9 +40,7 @@ def _basis(data: np.ndarray, cols: list[int]) -> np.ndarray:
     return np.stack(feats, axis=1)
 
 
-def _residual_var(
-    fit_data: np.ndarray, eval_data: np.ndarray, target: int, cols: list[int]
-) -> float:
+def _residual_var(fit_data: np.ndarray, eval_data: np.ndarray, target: int, cols: list[int]) -> float:
     coef, *_ = np.linalg.lstsq(_basis(fit_data, cols), fit_data[:, target], rcond=None)
     resid = eval_data[:, target] - _basis(eval_data, cols) @ coef
     return float(np.mean(resid**2))
@@ -89,9 +87,7 @@ def test_variables_are_order_one_and_target_depends_on_parents_only() -> None:
             assert res_more > 0.8 * res
             checked += 1
         # Every parent matters: dropping any one leaves much more unexplained.
-        drops = [
-            _residual_var(obs, obs, t, [p for p in parents if p != q]) for q in parents
-        ]
+        drops = [_residual_var(obs, obs, t, [p for p in parents if p != q]) for q in parents]
         assert min(drops) > 2 * res and max(drops) > 5 * res
     assert checked >= 3
 
@@ -114,9 +110,7 @@ def test_intervened_mechanisms_change_and_others_do_not(seed: int) -> None:
                 # Fit on observational data, evaluate on interventional data.
                 shift = _residual_var(obs, data, v, ps)
             else:
-                shift = abs(data[:, v].mean() - obs[:, v].mean()) + abs(
-                    data[:, v].std() - obs[:, v].std()
-                )
+                shift = abs(data[:, v].mean() - obs[:, v].mean()) + abs(data[:, v].std() - obs[:, v].std())
             noise_var = src.noise_std[v] ** 2
             if v in truth["intervened_indices"]:
                 # The offset alone is at least 0.5, adding >= 0.25 to the residual.
@@ -152,10 +146,7 @@ def test_intervene_on_target_is_possible() -> None:
 
 def test_splits_draw_different_interventions() -> None:
     src = SCMTaskSource(seed=0, intervention_size=2)
-    names = {
-        s: [tuple(t.truth["intervened"]) for t in src.tasks(s, 20, seed=0)]
-        for s in ("train", "val", "test")
-    }
+    names = {s: [tuple(t.truth["intervened"]) for t in src.tasks(s, 20, seed=0)] for s in ("train", "val", "test")}
     assert names["train"] != names["val"] != names["test"]
 
 
@@ -168,9 +159,7 @@ def test_regression_episode_shapes_and_reproducibility() -> None:
     assert ep.query_x.shape == (7, 5) and ep.query_y.shape == (7, 1)
     assert ep.support_x.dtype == torch.float32 and ep.support_y.dtype == torch.float32
     for ea, eb in zip(a, b, strict=True):
-        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(
-            ea.query_y, eb.query_y
-        )
+        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(ea.query_y, eb.query_y)
 
 
 def test_classification_episodes() -> None:

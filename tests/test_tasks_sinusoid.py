@@ -34,9 +34,7 @@ def test_episode_shapes_dtypes_and_values() -> None:
         assert t.dtype == torch.float32
     assert ep.task_type == "regression" and ep.num_classes is None
     assert float(ep.support_x.min()) >= -5.0 and float(ep.support_x.max()) <= 5.0
-    expected = task.truth["amplitude"] * np.sin(
-        ep.query_x.numpy() - task.truth["phase"]
-    )
+    expected = task.truth["amplitude"] * np.sin(ep.query_x.numpy() - task.truth["phase"])
     np.testing.assert_allclose(ep.query_y.numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(task.function(ep.query_x.numpy()), expected, atol=1e-5)
 
@@ -61,21 +59,15 @@ def test_amplitude_and_phase_cover_their_ranges() -> None:
 
 
 def test_custom_ranges_and_errors() -> None:
-    src = SinusoidTaskSource(
-        amplitude_range=(1.0, 1.0), phase_range=(0.0, 0.0), x_range=(0, 1)
-    )
-    ep = src.sample_task("test", np.random.default_rng(0)).sample_episode(
-        3, 3, np.random.default_rng(1)
-    )
+    src = SinusoidTaskSource(amplitude_range=(1.0, 1.0), phase_range=(0.0, 0.0), x_range=(0, 1))
+    ep = src.sample_task("test", np.random.default_rng(0)).sample_episode(3, 3, np.random.default_rng(1))
     assert float(ep.support_x.min()) >= 0.0 and float(ep.support_x.max()) <= 1.0
     with pytest.raises(TaskError, match="x_range"):
         SinusoidTaskSource(x_range=(1, -1))
     with pytest.raises(TaskError, match="split"):
         src.sample_task("training", np.random.default_rng(0))
     with pytest.raises(TaskError, match="support_shots"):
-        src.sample_task("train", np.random.default_rng(0)).sample_episode(
-            0, 3, np.random.default_rng(0)
-        )
+        src.sample_task("train", np.random.default_rng(0)).sample_episode(0, 3, np.random.default_rng(0))
 
 
 def test_factory() -> None:

@@ -22,9 +22,7 @@ from engine.tasks import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _frame(
-    n_tasks: int = 5, rows: int = 30, seed: int = 0, label: bool = False
-) -> pd.DataFrame:
+def _frame(n_tasks: int = 5, rows: int = 30, seed: int = 0, label: bool = False) -> pd.DataFrame:
     """Regression frame (task, a, b, y); with ``label`` also a text column."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -90,9 +88,7 @@ def test_example_regression() -> None:
 
 
 def test_example_classification_uses_global_labels() -> None:
-    src = make_task_source(
-        "tabular", data=EXAMPLE_CSV, target_column="failure", task_column="plant"
-    )
+    src = make_task_source("tabular", data=EXAMPLE_CSV, target_column="failure", task_column="plant")
     assert src.task_type == "classification"
     assert src.class_names == ["0", "1"] and src.output_dim == 2
     eps = src.episodes("val", 2, 3, 5, seed=1)
@@ -107,9 +103,7 @@ def test_three_classes_task_with_subset_of_classes() -> None:
         {
             "task": ["A"] * 8 + ["B"] * 8 + ["C"] * 8,
             "f": np.arange(24, dtype=float),
-            "cls": [3, 3, 3, 3, 7, 7, 7, 7]
-            + [7, 7, 7, 7, 11, 11, 11, 11]
-            + [3, 7, 11, 3] * 2,
+            "cls": [3, 3, 3, 3, 7, 7, 7, 7] + [7, 7, 7, 7, 11, 11, 11, 11] + [3, 7, 11, 3] * 2,
         }
     )
     src = TabularTaskSource(df, "cls", "task", split_fractions=(1 / 3, 1 / 3, 1 / 3))
@@ -126,24 +120,17 @@ def test_reproducible_and_split_by_task() -> None:
     a = src.episodes("train", 3, 4, 6, seed=5)
     b = src.episodes("train", 3, 4, 6, seed=5)
     for ea, eb in zip(a, b, strict=True):
-        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(
-            ea.query_y, eb.query_y
-        )
+        assert torch.equal(ea.support_x, eb.support_x) and torch.equal(ea.query_y, eb.query_y)
     splits = [set(src.task_names(s)) for s in ("train", "val", "test")]
     assert sum(len(s) for s in splits) == 5 and len(set.union(*splits)) == 5
     assert all(len(s) >= 1 for s in splits)
     other = TabularTaskSource(_frame(), "y", "task", seed=4)
-    assert any(
-        src.task_names(s) != other.task_names(s) for s in ("train", "val", "test")
-    )
+    assert any(src.task_names(s) != other.task_names(s) for s in ("train", "val", "test"))
 
 
 def test_auto_task_type_and_buffers() -> None:
     df = _frame(label=True)
-    assert (
-        TabularTaskSource(df.drop(columns="label"), "y", "task").task_type
-        == "regression"
-    )
+    assert TabularTaskSource(df.drop(columns="label"), "y", "task").task_type == "regression"
     by_text = TabularTaskSource(df.drop(columns="y"), "label", "task")
     assert by_text.task_type == "classification" and by_text.class_names == [
         "no",
@@ -151,10 +138,7 @@ def test_auto_task_type_and_buffers() -> None:
     ]
     df2 = df.drop(columns="label").assign(y=np.round(df["y"]).clip(-2, 2))
     assert TabularTaskSource(df2, "y", "task").task_type == "classification"
-    assert (
-        TabularTaskSource(df2, "y", "task", task_type="regression").task_type
-        == "regression"
-    )
+    assert TabularTaskSource(df2, "y", "task", task_type="regression").task_type == "regression"
     text = df.drop(columns="label").to_csv(index=False)
     from_buffer = TabularTaskSource(io.StringIO(text), "y", "task")
     from_bytes = TabularTaskSource(text.encode(), "y", "task")
@@ -163,12 +147,7 @@ def test_auto_task_type_and_buffers() -> None:
 
 def test_few_tasks() -> None:
     one = TabularTaskSource(_frame(n_tasks=1), "y", "task")
-    assert (
-        one.task_names("train")
-        == one.task_names("val")
-        == one.task_names("test")
-        == ["t0"]
-    )
+    assert one.task_names("train") == one.task_names("val") == one.task_names("test") == ["t0"]
     two = TabularTaskSource(_frame(n_tasks=2), "y", "task")
     assert len(two.task_names("train")) == 1
     assert two.task_names("val") == two.task_names("test") != two.task_names("train")

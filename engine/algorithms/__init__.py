@@ -18,9 +18,7 @@ LEARNERS: dict[MetaLearningAlgorithm, type[CausalMetaLearner]] = {
 }
 
 
-def make_learner(
-    model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str
-) -> CausalMetaLearner:
+def make_learner(model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> CausalMetaLearner:
     return LEARNERS[config.algorithm](model, config, task_type)
 
 

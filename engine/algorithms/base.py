@@ -37,14 +37,10 @@ class CausalMetaLearner(nn.Module):
     algorithm: ClassVar[MetaLearningAlgorithm]
     supports_regression: ClassVar[bool] = True
 
-    def __init__(
-        self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str
-    ) -> None:
+    def __init__(self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> None:
         super().__init__()
         if task_type not in ("classification", "regression"):
-            raise ValueError(
-                f"task_type must be 'classification' or 'regression', got {task_type!r}"
-            )
+            raise ValueError(f"task_type must be 'classification' or 'regression', got {task_type!r}")
         if task_type == "regression" and not self.supports_regression:
             raise ValueError(
                 f"{self.algorithm.name} is a classification method: it compares queries with class "
@@ -91,9 +87,7 @@ class CausalMetaLearner(nn.Module):
     def inner_rates(self) -> dict[str, torch.Tensor | float]:
         """Per-parameter inner rates with the causal priors applied to each mechanism's block."""
         rates = self.base_rates()
-        if not self.config.enable_causal_priors or bool(
-            (self.mechanism_rates == 1).all()
-        ):
+        if not self.config.enable_causal_priors or bool((self.mechanism_rates == 1).all()):
             return rates
         params = self.meta_params()
         for name, (axis, block) in self.model.mechanism_axes().items():
@@ -106,14 +100,8 @@ class CausalMetaLearner(nn.Module):
     def set_mechanism_rates(self, rates: torch.Tensor) -> None:
         """Causal-prior hook: multiply mechanism k's inner-loop rate by ``rates[k]``."""
         rates = torch.as_tensor(rates, dtype=self.mechanism_rates.dtype)
-        if (
-            rates.shape != self.mechanism_rates.shape
-            or not torch.isfinite(rates).all()
-            or (rates < 0).any()
-        ):
-            raise ValueError(
-                f"mechanism rates must be {self.model.num_mechanisms} finite values >= 0"
-            )
+        if rates.shape != self.mechanism_rates.shape or not torch.isfinite(rates).all() or (rates < 0).any():
+            raise ValueError(f"mechanism rates must be {self.model.num_mechanisms} finite values >= 0")
         self.mechanism_rates.copy_(rates.to(self.mechanism_rates.device))
 
     def output_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -137,9 +125,7 @@ class CausalMetaLearner(nn.Module):
         if loss_fn is None:
 
             def loss_fn(p: Params, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-                return self.output_loss(
-                    functional_forward(self.model, p, xs, causal_mask=causal_mask), ys
-                )
+                return self.output_loss(functional_forward(self.model, p, xs, causal_mask=causal_mask), ys)
 
         return inner_loop(
             loss_fn,
@@ -156,16 +142,12 @@ class CausalMetaLearner(nn.Module):
     def metric_name(self) -> str:
         return "mse" if self.task_type == "regression" else "accuracy"
 
-    def metric(
-        self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor
-    ) -> float:
+    def metric(self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor) -> float:
         if self.task_type == "regression":
             return float(F.mse_loss(outputs, y))
         return float((self.predict_labels(state, outputs) == y).float().mean())
 
-    def predict_labels(
-        self, state: AdaptedState, outputs: torch.Tensor
-    ) -> torch.Tensor:
+    def predict_labels(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
         idx = outputs.argmax(-1)
         return idx if state.classes is None else state.classes[idx]
 
@@ -201,38 +183,26 @@ class CausalMetaLearner(nn.Module):
         outputs = self.forward(state, episode.query_x)
         loss = self.query_loss(state, outputs, episode.query_y)
         if self.config.causal_weight > 0:
-            loss = loss + self.config.causal_weight * self.causal_penalty(
-                params, state.params
-            )
+            loss = loss + self.config.causal_weight * self.causal_penalty(params, state.params)
         return loss, self.metric(state, outputs.detach(), episode.query_y)
 
-    def batched_objective(
-        self, episodes: list[Episode]
-    ) -> tuple[torch.Tensor, list[float]] | None:
+    def batched_objective(self, episodes: list[Episode]) -> tuple[torch.Tensor, list[float]] | None:
         """The mean meta-training loss of a meta-batch with ``torch.func.vmap`` over tasks, and
         each task's metric; None where vmap does not apply (then the caller loops over tasks).
 
         Used for gradient learners on MLP encoders (many times faster there); convolutions
         under vmap become grouped ones and run slower (DESIGN section 10), so Conv-4 loops.
         """
-        if (
-            not self.vmap_tasks
-            or len({(e.support_x.shape, e.query_x.shape) for e in episodes}) != 1
-        ):
+        if not self.vmap_tasks or len({(e.support_x.shape, e.query_x.shape) for e in episodes}) != 1:
             return None
         stack = [
-            torch.stack([getattr(e, f) for e in episodes])
-            for f in ("support_x", "support_y", "query_x", "query_y")
+            torch.stack([getattr(e, f) for e in episodes]) for f in ("support_x", "support_y", "query_x", "query_y")
         ]
         params = self.meta_params()
         weight = self.config.causal_weight
 
-        def one_task(
-            sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor
-        ):
-            state = self.adapt(
-                sx, sy, self.config.num_inner_steps, params=params, create_graph=True
-            )
+        def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor):
+            state = self.adapt(sx, sy, self.config.num_inner_steps, params=params, create_graph=True)
             outputs = self.forward(state, qx)
             loss = self.query_loss(state, outputs, qy)
             if weight > 0:
@@ -240,29 +210,20 @@ class CausalMetaLearner(nn.Module):
             return loss, outputs
 
         losses, outputs = torch.func.vmap(one_task)(*stack)
-        metrics = [
-            self.metric(AdaptedState({}), o.detach(), y)
-            for o, y in zip(outputs, stack[3])
-        ]
+        metrics = [self.metric(AdaptedState({}), o.detach(), y) for o, y in zip(outputs, stack[3])]
         return losses.mean(), metrics
 
     @property
     def vmap_tasks(self) -> bool:
         return False
 
-    def query_loss(
-        self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor
-    ) -> torch.Tensor:
-        if (
-            state.classes is not None
-        ):  # outputs index the support's classes, not global labels
+    def query_loss(self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if state.classes is not None:  # outputs index the support's classes, not global labels
             y = torch.searchsorted(state.classes, y)
         return self.output_loss(outputs, y)
 
     @torch.no_grad()
-    def evaluate_episode(
-        self, episode: Episode, steps: int | None = None
-    ) -> dict[str, float]:
+    def evaluate_episode(self, episode: Episode, steps: int | None = None) -> dict[str, float]:
         """Adapt on the support set (no meta-graph) and score the query set."""
         steps = self.config.adaptation_steps if steps is None else steps
         params = {n: p.detach() for n, p in self.meta_params().items()}

@@ -17,14 +17,10 @@ from ..inner_loop import Params, functional_forward
 from .base import AdaptedState, CausalMetaLearner
 
 
-def class_means(
-    emb: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def class_means(emb: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(classes sorted, mean embedding per class)."""
     classes, inverse = torch.unique(y, sorted=True, return_inverse=True)
-    sums = torch.zeros(
-        len(classes), emb.shape[1], dtype=emb.dtype, device=emb.device
-    ).index_add(0, inverse, emb)
+    sums = torch.zeros(len(classes), emb.shape[1], dtype=emb.dtype, device=emb.device).index_add(0, inverse, emb)
     counts = torch.bincount(inverse, minlength=len(classes)).to(emb.dtype)
     return classes, sums / counts[:, None]
 
@@ -35,9 +31,7 @@ def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     onehot = F.one_hot(inverse, len(classes)).to(emb.dtype)
     sums = onehot.T @ emb
     counts = onehot.sum(0)
-    loo = (sums[None] - onehot[:, :, None] * emb[:, None]) / (
-        counts[None, :, None] - onehot[:, :, None]
-    ).clamp(min=1)
+    loo = (sums[None] - onehot[:, :, None] * emb[:, None]) / (counts[None, :, None] - onehot[:, :, None]).clamp(min=1)
     return -((emb[:, None] - loo) ** 2).sum(-1)
 
 
@@ -85,9 +79,7 @@ class EmbeddingLearner(CausalMetaLearner):
         classes, protos = class_means(emb, support_y)
         return AdaptedState(params, trace, prototypes=protos, classes=classes)
 
-    def embed(
-        self, state: AdaptedState, x: torch.Tensor, causal_mask: torch.Tensor | None
-    ) -> torch.Tensor:
+    def embed(self, state: AdaptedState, x: torch.Tensor, causal_mask: torch.Tensor | None) -> torch.Tensor:
         return functional_forward(self.model, state.params, x, causal_mask=causal_mask)
 
 

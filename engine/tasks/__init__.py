@@ -19,9 +19,7 @@ _OMNIGLOT_CANDIDATES = (
 )
 # The app may ship its own copy under assets/; otherwise use the shared data folder.
 # Falls back to the assets path (which then does not exist) so errors name a real place.
-OMNIGLOT_DIR: Path = next(
-    (p for p in _OMNIGLOT_CANDIDATES if p.is_dir()), _OMNIGLOT_CANDIDATES[0]
-)
+OMNIGLOT_DIR: Path = next((p for p in _OMNIGLOT_CANDIDATES if p.is_dir()), _OMNIGLOT_CANDIDATES[0])
 EXAMPLE_CSV: Path = _REPO / "assets" / "example_tasks.csv"
 
 TASK_SOURCES: dict[str, type[TaskSource]] = {
@@ -39,9 +37,7 @@ def make_task_source(name: str, **kwargs: Any) -> TaskSource:
     in ``OMNIGLOT_DIR`` is used."""
     key = str(name).strip().lower()
     if key not in TASK_SOURCES:
-        raise TaskError(
-            f"unknown task source {name!r}; valid names: {sorted(TASK_SOURCES)}"
-        )
+        raise TaskError(f"unknown task source {name!r}; valid names: {sorted(TASK_SOURCES)}")
     if key == "images" and "path" not in kwargs:
         kwargs["path"] = OMNIGLOT_DIR / "images_background_small1.zip"
     cls = TASK_SOURCES[key]

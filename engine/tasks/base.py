@@ -61,9 +61,7 @@ class Task:
     truth: dict[str, Any] | None = field(default=None, repr=False)
     class_names: list[str] | None = None
 
-    def sample_episode(
-        self, support_shots: int, query_shots: int, rng: np.random.Generator
-    ) -> Episode:
+    def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         """Support: ``support_shots`` per class (classification) or points (regression).
         Query: ``query_shots`` per class or points. Raises TaskError if the task is too small."""
         raise NotImplementedError
@@ -89,16 +87,11 @@ class TaskSource:
         rng = np.random.default_rng(seed)
         return [self.sample_task(split, rng) for _ in range(n)]
 
-    def episodes(
-        self, split: str, n: int, support_shots: int, query_shots: int, seed: int = 0
-    ) -> list[Episode]:
+    def episodes(self, split: str, n: int, support_shots: int, query_shots: int, seed: int = 0) -> list[Episode]:
         """``n`` episodes, each from a freshly sampled task of ``split``; reproducible from ``seed``."""
         check_split(split)
         rng = np.random.default_rng(seed)
-        return [
-            self.sample_task(split, rng).sample_episode(support_shots, query_shots, rng)
-            for _ in range(n)
-        ]
+        return [self.sample_task(split, rng).sample_episode(support_shots, query_shots, rng) for _ in range(n)]
 
     def describe(self) -> dict[str, Any]:
         """Short JSON-able summary (for the UI, the CLI and checkpoints)."""
@@ -121,9 +114,5 @@ def check_shots(support_shots: int, query_shots: int) -> None:
         ("support_shots", support_shots, 1),
         ("query_shots", query_shots, 0),
     ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < low
-        ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise TaskError(f"{name} must be an integer >= {low}, got {value!r}")

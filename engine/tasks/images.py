@@ -101,15 +101,11 @@ def _decode(data: bytes, member: str, size: int, max_pixels: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             if w * h > max_pixels:
-                raise TaskError(
-                    f"image {member!r} has {w}x{h} pixels, more than max_pixels={max_pixels}"
-                )
+                raise TaskError(f"image {member!r} has {w}x{h} pixels, more than max_pixels={max_pixels}")
             if img.format == "JPEG":
                 img.draft("L", (size * 2, size * 2))  # decode JPEGs at reduced size
             img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (
-                img.mode == "P" and "transparency" in img.info
-            ):
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 # Transparent pixels count as white paper, not black.
                 rgba = img.convert("RGBA")
                 paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -144,13 +140,10 @@ def _finish(
     skipped.extend("/".join(m[0]) + " (not in a class folder)" for m in top)
     if not members:
         raise TaskError(
-            f"no images found in class folders in {where}: the images must be in "
-            "<class>/ folders, not at the top level"
+            f"no images found in class folders in {where}: the images must be in <class>/ folders, not at the top level"
         )
     if len(members) > max_images:
-        raise TaskError(
-            f"{where} has {len(members)} images, more than max_images={max_images}"
-        )
+        raise TaskError(f"{where} has {len(members)} images, more than max_images={max_images}")
     members.sort(key=lambda m: m[0])
     keys = _class_keys([m[0][:-1] for m in members])
     images = np.empty((len(members), size, size), dtype=np.uint8)
@@ -178,9 +171,7 @@ def _finish(
     )
 
 
-def _load_zip(
-    zf: zipfile.ZipFile, size: int, max_images: int, max_pixels: int, where: str
-):
+def _load_zip(zf: zipfile.ZipFile, size: int, max_images: int, max_pixels: int, where: str):
     members, skipped = [], []
     for info in zf.infolist():
         if info.is_dir():
@@ -192,10 +183,7 @@ def _load_zip(
         if not _is_image_member(parts):
             continue
         if info.file_size > MAX_MEMBER_BYTES:
-            raise TaskError(
-                f"image {info.filename!r} is {info.file_size} bytes, more than "
-                f"{MAX_MEMBER_BYTES}"
-            )
+            raise TaskError(f"image {info.filename!r} is {info.file_size} bytes, more than {MAX_MEMBER_BYTES}")
         members.append((parts, info))
 
     def read(info: zipfile.ZipInfo) -> bytes:
@@ -217,9 +205,7 @@ def _load_folder(root: Path, size: int, max_images: int, max_pixels: int) -> _Lo
             if _is_image_member(parts):
                 members.append((parts, Path(dirpath) / fn))
                 if len(members) > max_images:
-                    raise TaskError(
-                        f"{root} has more than max_images={max_images} images"
-                    )
+                    raise TaskError(f"{root} has more than max_images={max_images} images")
 
     def read(p: Path) -> bytes:
         if p.stat().st_size > MAX_MEMBER_BYTES:
@@ -278,9 +264,7 @@ def load_images(
                 st = os.stat(os.path.join(dirpath, fn))
                 stamp.append((dirpath, fn, st.st_mtime_ns, st.st_size))
         digest = hashlib.sha256(repr(sorted(stamp)).encode()).hexdigest()
-        return _cached(
-            ("dir", str(p), digest, *limits), lambda: _load_folder(p, *limits)
-        )
+        return _cached(("dir", str(p), digest, *limits), lambda: _load_folder(p, *limits))
     st = p.stat()
 
     def load_file() -> _Loaded:
@@ -299,14 +283,8 @@ def _check_fractions(fr: tuple[float, float, float]) -> tuple[float, float, floa
         vals = tuple(float(f) for f in fr)
     except (TypeError, ValueError) as exc:
         raise TaskError(f"split_fractions must be three numbers, got {fr!r}") from exc
-    if (
-        len(vals) != 3
-        or any(not (0.0 <= f <= 1.0) for f in vals)
-        or abs(sum(vals) - 1) > 1e-6
-    ):
-        raise TaskError(
-            f"split_fractions must be three numbers in [0, 1] summing to 1, got {fr!r}"
-        )
+    if len(vals) != 3 or any(not (0.0 <= f <= 1.0) for f in vals) or abs(sum(vals) - 1) > 1e-6:
+        raise TaskError(f"split_fractions must be three numbers in [0, 1] summing to 1, got {fr!r}")
     return vals  # type: ignore[return-value]
 
 
@@ -352,9 +330,7 @@ class ImageTask(Task):
         self.source = source
         self.class_ids = class_ids  # ids into source's (possibly rotated) class table
 
-    def sample_episode(
-        self, support_shots: int, query_shots: int, rng: np.random.Generator
-    ) -> Episode:
+    def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         check_shots(support_shots, query_shots)
         need = support_shots + query_shots
         src = self.source
@@ -409,20 +385,10 @@ class ImageTaskSource(TaskSource):
         max_images: int = DEFAULT_MAX_IMAGES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        if (
-            isinstance(n_way, bool)
-            or not isinstance(n_way, (int, np.integer))
-            or n_way < 2
-        ):
+        if isinstance(n_way, bool) or not isinstance(n_way, (int, np.integer)) or n_way < 2:
             raise TaskError(f"n_way must be an integer >= 2, got {n_way!r}")
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, (int, np.integer))
-            or not 4 <= image_size <= 256
-        ):
-            raise TaskError(
-                f"image_size must be an integer in [4, 256], got {image_size!r}"
-            )
+        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 4 <= image_size <= 256:
+            raise TaskError(f"image_size must be an integer in [4, 256], got {image_size!r}")
         self.split_fractions = _check_fractions(split_fractions)
         self.path = path if isinstance(path, (str, os.PathLike)) else "<uploaded zip>"
         self.n_way = int(n_way)
@@ -483,9 +449,7 @@ class ImageTaskSource(TaskSource):
                     self._names.append(self._class_name(c, r))
             self._split_ids[split] = ids
         self._id_of = {n: i for i, n in enumerate(self._names)}
-        self.class_names: dict[str, list[str]] = {
-            s: [self._names[i] for i in self._split_ids[s]] for s in SPLITS
-        }
+        self.class_names: dict[str, list[str]] = {s: [self._names[i] for i in self._split_ids[s]] for s in SPLITS}
 
     def _class_name(self, c: int, rotation: int) -> str:
         g, k = self._data.groups[c], self._data.classes[c]
@@ -540,9 +504,7 @@ class ImageTaskSource(TaskSource):
             group = eligible[int(rng.integers(len(eligible)))]
             ids = by_group[group]
         elif len(ids) < self.n_way:
-            raise TaskError(
-                f"split {split!r} has {len(ids)} classes, fewer than n_way={self.n_way}"
-            )
+            raise TaskError(f"split {split!r} has {len(ids)} classes, fewer than n_way={self.n_way}")
         # Random choice order = random label assignment.
         chosen = [ids[i] for i in rng.choice(len(ids), size=self.n_way, replace=False)]
         names = [self._names[i] for i in chosen]

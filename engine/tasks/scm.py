@@ -118,9 +118,7 @@ class SCMTask(Task):
         """All variables of ``n`` interventional samples, shape (n, d)."""
         return self.source.sample_data(self, n, rng)
 
-    def sample_episode(
-        self, support_shots: int, query_shots: int, rng: np.random.Generator
-    ) -> Episode:
+    def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         check_shots(support_shots, query_shots)
         src = self.source
         t = src.target_index
@@ -196,29 +194,18 @@ class SCMTaskSource(TaskSource):
         shift_mode: str = "mechanism",
         feature_noise: float = 0.5,
     ) -> None:
-        if isinstance(num_variables, bool) or not isinstance(
-            num_variables, (int, np.integer)
-        ):
+        if isinstance(num_variables, bool) or not isinstance(num_variables, (int, np.integer)):
             raise TaskError(f"num_variables must be an integer, got {num_variables!r}")
         if not 4 <= num_variables <= 50:
             # 4 is the smallest graph with a target that has two parents and a child.
             raise TaskError(f"num_variables must be in [4, 50], got {num_variables}")
         if task_type not in ("regression", "classification"):
-            raise TaskError(
-                f"task_type must be 'regression' or 'classification', got {task_type!r}"
-            )
+            raise TaskError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
         if shift_mode not in ("mechanism", "target_term"):
-            raise TaskError(
-                f"shift_mode must be 'mechanism' or 'target_term', got {shift_mode!r}"
-            )
-        if not (
-            isinstance(noise_scale, (int, float)) and 0.0 < float(noise_scale) <= 10.0
-        ):
+            raise TaskError(f"shift_mode must be 'mechanism' or 'target_term', got {shift_mode!r}")
+        if not (isinstance(noise_scale, (int, float)) and 0.0 < float(noise_scale) <= 10.0):
             raise TaskError(f"noise_scale must be in (0, 10], got {noise_scale!r}")
-        if not (
-            isinstance(feature_noise, (int, float))
-            and 0.0 < float(feature_noise) <= 10.0
-        ):
+        if not (isinstance(feature_noise, (int, float)) and 0.0 < float(feature_noise) <= 10.0):
             raise TaskError(f"feature_noise must be in (0, 10], got {feature_noise!r}")
         max_size = num_variables if intervene_on_target else num_variables - 1
         if (
@@ -226,10 +213,7 @@ class SCMTaskSource(TaskSource):
             or not isinstance(intervention_size, (int, np.integer))
             or not 0 <= intervention_size <= max_size
         ):
-            raise TaskError(
-                f"intervention_size must be an integer in [0, {max_size}], "
-                f"got {intervention_size!r}"
-            )
+            raise TaskError(f"intervention_size must be an integer in [0, {max_size}], got {intervention_size!r}")
         self.num_variables = int(num_variables)
         self.task_type = task_type  # type: ignore[assignment]
         self.seed = int(seed)
@@ -244,12 +228,8 @@ class SCMTaskSource(TaskSource):
         self.adjacency, self.order, self.target_index = self._random_dag(rng)
         d = self.num_variables
         self.target = self.variable_names[self.target_index]
-        self.parents_of = [
-            [int(p) for p in np.flatnonzero(self.adjacency[:, v])] for v in range(d)
-        ]
-        self.children_of = [
-            [int(c) for c in np.flatnonzero(self.adjacency[v, :])] for v in range(d)
-        ]
+        self.parents_of = [[int(p) for p in np.flatnonzero(self.adjacency[:, v])] for v in range(d)]
+        self.children_of = [[int(c) for c in np.flatnonzero(self.adjacency[v, :])] for v in range(d)]
         # Exogenous noise std of each non-root variable (roots use their own scale).
         self.noise_std = np.full(d, self.feature_noise)
         self.noise_std[self.target_index] = self.noise_scale
@@ -259,9 +239,7 @@ class SCMTaskSource(TaskSource):
             self.mechanisms.append(
                 Mechanism(
                     parents=ps,
-                    funcs=[
-                        int(f) for f in rng.integers(0, len(FUNCTIONS), size=len(ps))
-                    ],
+                    funcs=[int(f) for f in rng.integers(0, len(FUNCTIONS), size=len(ps))],
                     weights=_random_weights(rng, len(ps)),
                 )
             )
@@ -271,9 +249,7 @@ class SCMTaskSource(TaskSource):
         self.feature_names = [self.variable_names[i] for i in self.feature_indices]
         self.input_shape = (d - 1,)
         self.background_value = 0.0
-        obs = self.sample_data(
-            None, _OBS_SAMPLES, np.random.default_rng([self.seed, 2])
-        )
+        obs = self.sample_data(None, _OBS_SAMPLES, np.random.default_rng([self.seed, 2]))
         self.median = float(np.median(obs[:, self.target_index]))
         if task_type == "classification":
             self.output_dim = 2
@@ -286,9 +262,7 @@ class SCMTaskSource(TaskSource):
             self.class_names = None
 
     # ----------------------------------------------------------------- graph
-    def _random_dag(
-        self, rng: np.random.Generator
-    ) -> tuple[np.ndarray, list[int], int]:
+    def _random_dag(self, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int]:
         d = self.num_variables
         # About two parents per variable on average, denser for small graphs.
         p_edge = min(0.6, 4.0 / (d - 1))
@@ -299,9 +273,7 @@ class SCMTaskSource(TaskSource):
                 for j in range(i + 1, d):
                     if rng.random() < p_edge:
                         adj[order[i], order[j]] = 1
-            candidates = [
-                v for v in range(d) if adj[:, v].sum() >= 2 and adj[v, :].sum() >= 1
-            ]
+            candidates = [v for v in range(d) if adj[:, v].sum() >= 2 and adj[v, :].sum() >= 1]
             if candidates:
                 target = int(rng.choice(candidates))
                 return adj, order, target
@@ -339,12 +311,8 @@ class SCMTaskSource(TaskSource):
             "variable_names": list(self.variable_names),
             "target": self.target,
             "target_index": self.target_index,
-            "parents": [
-                self.variable_names[p] for p in self.parents_of[self.target_index]
-            ],
-            "children": [
-                self.variable_names[c] for c in self.children_of[self.target_index]
-            ],
+            "parents": [self.variable_names[p] for p in self.parents_of[self.target_index]],
+            "children": [self.variable_names[c] for c in self.children_of[self.target_index]],
             "feature_names": list(self.feature_names),
         }
 
@@ -367,9 +335,7 @@ class SCMTaskSource(TaskSource):
         }
 
     # ------------------------------------------------------------- sampling
-    def sample_data(
-        self, task: SCMTask | None, n: int, rng: np.random.Generator
-    ) -> np.ndarray:
+    def sample_data(self, task: SCMTask | None, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` joint samples of all variables, shape (n, d), float64.
 
         ``task=None`` samples the observational (unintervened) SCM."""
@@ -385,14 +351,10 @@ class SCMTaskSource(TaskSource):
                 data[:, v] = m.loc + m.scale * eps[:, v]
             else:
                 s = self._structural(m, data)
-                data[:, v] = (
-                    (s - m.mu) / m.sd + m.offset + self.noise_std[v] * eps[:, v]
-                )
+                data[:, v] = (s - m.mu) / m.sd + m.offset + self.noise_std[v] * eps[:, v]
         return data
 
-    def sample_task(
-        self, split: str, rng: np.random.Generator, _depth: int = 0
-    ) -> SCMTask:
+    def sample_task(self, split: str, rng: np.random.Generator, _depth: int = 0) -> SCMTask:
         check_split(split)
         # Mix the split into the stream so that the same caller rng state still gives
         # different interventions for train, val and test.
@@ -421,10 +383,7 @@ class SCMTaskSource(TaskSource):
             }
         else:
             pool = [v for v in range(d) if self.intervene_on_target or v != t]
-            chosen = sorted(
-                int(v)
-                for v in sub.choice(pool, size=self.intervention_size, replace=False)
-            )
+            chosen = sorted(int(v) for v in sub.choice(pool, size=self.intervention_size, replace=False))
             for v in chosen:
                 m = self.mechanisms[v].copy()
                 sign = sub.choice([-1.0, 1.0])

@@ -49,9 +49,7 @@ class SinusoidTask(Task):
         """The noiseless task function, elementwise (any shape)."""
         return self.amplitude * np.sin(np.asarray(x, dtype=np.float64) - self.phase)
 
-    def sample_episode(
-        self, support_shots: int, query_shots: int, rng: np.random.Generator
-    ) -> Episode:
+    def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         check_shots(support_shots, query_shots)
         n = support_shots + query_shots
         x = rng.uniform(self.x_range[0], self.x_range[1], size=(n, 1))

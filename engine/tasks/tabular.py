@@ -32,9 +32,7 @@ from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, che
 from .images import _check_fractions, split_counts
 
 CsvInput = str | os.PathLike | io.IOBase | pd.DataFrame
-MAX_CLASSES_AUTO = (
-    10  # auto task_type: at most this many distinct values -> classification
-)
+MAX_CLASSES_AUTO = 10  # auto task_type: at most this many distinct values -> classification
 
 
 def _read(data: Any) -> pd.DataFrame:
@@ -54,9 +52,7 @@ def _read(data: Any) -> pd.DataFrame:
     elif hasattr(data, "read"):
         src = data
     else:
-        raise TaskError(
-            f"expected a CSV path, a file object or a DataFrame, got {type(data).__name__}"
-        )
+        raise TaskError(f"expected a CSV path, a file object or a DataFrame, got {type(data).__name__}")
     try:
         return pd.read_csv(src)
     except pd.errors.EmptyDataError as exc:
@@ -103,9 +99,7 @@ class TabularTask(Task):
             return []
         return [int(c) for c in np.unique(self._y)]
 
-    def sample_episode(
-        self, support_shots: int, query_shots: int, rng: np.random.Generator
-    ) -> Episode:
+    def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         check_shots(support_shots, query_shots)
         need = support_shots + query_shots
         if self.task_type == "regression":
@@ -168,10 +162,7 @@ class TabularTaskSource(TaskSource):
         seed: int = 0,
     ) -> None:
         if task_type not in ("auto", "classification", "regression"):
-            raise TaskError(
-                "task_type must be 'auto', 'classification' or 'regression', "
-                f"got {task_type!r}"
-            )
+            raise TaskError(f"task_type must be 'auto', 'classification' or 'regression', got {task_type!r}")
         self.split_fractions = _check_fractions(split_fractions)
         self.seed = int(seed)
         df = _read(data)
@@ -188,16 +179,13 @@ class TabularTaskSource(TaskSource):
         self.task_column = task_column
         feats = [c for c in cols if c not in (target_column, task_column)]
         if not feats:
-            raise TaskError(
-                "no feature columns: the CSV needs columns besides target and task"
-            )
+            raise TaskError("no feature columns: the CSV needs columns besides target and task")
         for c in feats:
             if pd.api.types.is_bool_dtype(df[c]):
                 df[c] = df[c].astype(float)
             elif not pd.api.types.is_numeric_dtype(df[c]):
                 raise TaskError(
-                    f"feature column {c!r} is not numeric (dtype {df[c].dtype}); "
-                    "drop it or encode it as numbers"
+                    f"feature column {c!r} is not numeric (dtype {df[c].dtype}); drop it or encode it as numbers"
                 )
         self.feature_names = feats
         self.input_shape = (len(feats),)
@@ -207,9 +195,7 @@ class TabularTaskSource(TaskSource):
         for c in [*feats, target_column, task_column]:
             col = df[c]
             n_bad = int(col.isna().sum())
-            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(
-                col
-            ):
+            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
                 n_bad += int(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).sum())
             if n_bad:
                 bad[c] = n_bad
@@ -220,14 +206,9 @@ class TabularTaskSource(TaskSource):
         is_float = pd.api.types.is_float_dtype(target)
         n_unique = int(target.nunique())
         if task_type == "auto":
-            task_type = (
-                "classification"
-                if (not is_float or n_unique <= MAX_CLASSES_AUTO)
-                else "regression"
-            )
+            task_type = "classification" if (not is_float or n_unique <= MAX_CLASSES_AUTO) else "regression"
         if task_type == "regression" and not (
-            pd.api.types.is_numeric_dtype(target)
-            and not pd.api.types.is_bool_dtype(target)
+            pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
         ):
             raise TaskError(
                 f"target column {target_column!r} is not numeric (dtype {target.dtype}); "
@@ -236,9 +217,7 @@ class TabularTaskSource(TaskSource):
         self.task_type = task_type  # type: ignore[assignment]
 
         # Tasks and their split.
-        task_ids = sorted(
-            df[task_column].unique().tolist(), key=lambda v: (str(type(v)), v)
-        )
+        task_ids = sorted(df[task_column].unique().tolist(), key=lambda v: (str(type(v)), v))
         self.task_ids = task_ids
         rng = np.random.default_rng(self.seed)
         perm = [task_ids[i] for i in rng.permutation(len(task_ids))]
@@ -254,9 +233,7 @@ class TabularTaskSource(TaskSource):
                 "val": perm[n_tr : n_tr + n_va],
                 "test": perm[n_tr + n_va :],
             }
-        self.split_task_ids = {
-            s: sorted(v, key=lambda t: task_ids.index(t)) for s, v in split_ids.items()
-        }
+        self.split_task_ids = {s: sorted(v, key=lambda t: task_ids.index(t)) for s, v in split_ids.items()}
 
         # Standardisation statistics from train rows.
         x_all = df[feats].to_numpy(dtype=np.float64)
@@ -292,9 +269,7 @@ class TabularTaskSource(TaskSource):
             self.target_mean = float(y[train_mask].mean())
             sd = float(y[train_mask].std())
             self.target_std = sd if sd > 1e-12 else 1.0
-            y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[
-                :, None
-            ]
+            y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[:, None]
             self.class_names = None
             self.output_dim = 1
         self.background_value = 0.0
@@ -329,15 +304,11 @@ class TabularTaskSource(TaskSource):
         for t, task in self._tasks.items():
             if str(t) == str(name):
                 return task
-        raise TaskError(
-            f"unknown task {name!r}; tasks are {[str(t) for t in self.task_ids]}"
-        )
+        raise TaskError(f"unknown task {name!r}; tasks are {[str(t) for t in self.task_ids]}")
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """Raw feature rows -> the model's standardised inputs."""
-        return (
-            (np.asarray(x, dtype=np.float64) - self.feature_mean) / self.feature_std
-        ).astype(np.float32)
+        return ((np.asarray(x, dtype=np.float64) - self.feature_mean) / self.feature_std).astype(np.float32)
 
     def unstandardise_target(self, y: np.ndarray) -> np.ndarray:
         """Model-scale regression outputs -> target units (identity for classification)."""
@@ -350,9 +321,7 @@ class TabularTaskSource(TaskSource):
         check_split(split)
         ids = self.split_task_ids[split]
         if not ids:
-            raise TaskError(
-                f"split {split!r} has no tasks (split_fractions={self.split_fractions})"
-            )
+            raise TaskError(f"split {split!r} has no tasks (split_fractions={self.split_fractions})")
         return self._tasks[ids[int(rng.integers(len(ids)))]]
 
     def describe(self) -> dict:
@@ -370,9 +339,7 @@ class TabularTaskSource(TaskSource):
         return info
 
 
-def make_example_csv(
-    path: str | os.PathLike | None = None, seed: int = 0
-) -> pd.DataFrame:
+def make_example_csv(path: str | os.PathLike | None = None, seed: int = 0) -> pd.DataFrame:
     """Generate the example plant data set (``assets/example_tasks.csv``).
 
     Six tasks ``plant_A``..``plant_F``, 40 rows each. Causal story per plant::

@@ -1,0 +1,281 @@
+"""Command line: ``python -m engine train|evaluate|adapt`` (``--help`` on each).
+
+Every config field is an option (``--inner-lr 0.01``, ``--no-enable-causal-priors``);
+task sources are chosen with ``--source`` and its options. Long work shows a progress bar
+on stderr; ``--json PATH`` (or ``--json -`` for stdout) writes the results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .config import FIELD_HELP, ConfigError, OneShotMetaLearningConfig
+from .engine import OneShotMetaLearningEngine
+from .tasks import TaskError, TaskSource, make_task_source
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration (defaults as in OneShotMetaLearningConfig)")
+    for f in dataclasses.fields(OneShotMetaLearningConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=FIELD_HELP[f.name])
+        elif f.name == "algorithm":
+            group.add_argument(flag, default=None, help=FIELD_HELP[f.name])
+        else:
+            group.add_argument(flag, type=_TYPES[f.type], default=None, help=FIELD_HELP[f.name])
+
+
+def _add_source_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    g = parser.add_argument_group("task source")
+    g.add_argument(
+        "--source",
+        choices=["sinusoid", "scm", "images", "tabular"],
+        required=required,
+        help="task family (evaluate/adapt default to the checkpoint's)",
+    )
+    g.add_argument("--path", help="images: zip or folder (default: Omniglot small1); tabular: CSV file")
+    g.add_argument("--target-column", help="tabular: the target column")
+    g.add_argument("--task-column", help="tabular: the column naming each row's task")
+    g.add_argument("--within-group", action="store_true", default=None, help="images: classes of one alphabet")
+    g.add_argument("--rotations", action="store_true", default=None, help="images: 90-degree rotations as classes")
+    g.add_argument("--include-groups", help="images: comma-separated groups (alphabets) to use")
+    g.add_argument(
+        "--split-fractions", help="images/tabular: train,val,test fractions, e.g. 0,0,1 to test on all classes"
+    )
+    g.add_argument("--num-variables", type=int, help="scm: number of variables (default 6)")
+    g.add_argument("--scm-task-type", choices=["regression", "classification"], help="scm: task type")
+    g.add_argument("--scm-seed", type=int, help="scm: seed of the causal graph")
+    g.add_argument("--shift-mode", choices=["mechanism", "target_term"], help="scm: kind of per-task shift")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Causal one-shot meta-learning engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="meta-train on a task source and write a checkpoint")
+    _add_source_options(p, required=True)
+    _add_config_options(p)
+    p.add_argument("--out", default="checkpoints/model", help="checkpoint directory (or .zip) to write")
+    p.add_argument("--resume", help="continue training from this checkpoint")
+    _add_output_options(p)
+
+    p = sub.add_parser("evaluate", help="held-out loss and metric of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    _add_source_options(p, required=False)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
+    p.add_argument("--support-shots", type=int, help="override the checkpoint's support shots")
+    p.add_argument("--seed", type=int, default=1234)
+    _add_output_options(p)
+
+    p = sub.add_parser("adapt", help="adapt a checkpoint to one new task and show its predictions")
+    p.add_argument("--checkpoint", required=True)
+    _add_source_options(p, required=False)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--task-seed", type=int, default=0, help="which held-out task (seed of its draw)")
+    p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
+    _add_output_options(p)
+    return parser
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", help="write results as JSON to this path ('-' for stdout)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, Any]:
+    name = args.source
+    kw: dict[str, Any] = {}
+    if name == "images":
+        if args.path:
+            kw["path"] = args.path
+        kw["n_way"] = n_way_default  # the config's n_way
+        for key in ("within_group", "rotations"):
+            if getattr(args, key):
+                kw[key] = True
+        if args.include_groups:
+            kw["include_groups"] = [g.strip() for g in args.include_groups.split(",") if g.strip()]
+    elif name == "tabular":
+        if not (args.path and args.target_column and args.task_column):
+            raise TaskError("tabular needs --path CSV, --target-column and --task-column")
+        kw.update(data=args.path, target_column=args.target_column, task_column=args.task_column)
+    elif name == "scm":
+        for key, arg in (
+            ("num_variables", "num_variables"),
+            ("task_type", "scm_task_type"),
+            ("seed", "scm_seed"),
+            ("shift_mode", "shift_mode"),
+        ):
+            if getattr(args, arg) is not None:
+                kw[key] = getattr(args, arg)
+    if args.split_fractions:
+        try:
+            kw["split_fractions"] = tuple(float(v) for v in args.split_fractions.split(","))
+        except ValueError:
+            raise TaskError(f"--split-fractions must be three numbers like 0.7,0.15,0.15; got {args.split_fractions!r}")
+    return kw
+
+
+def _build_source(args: argparse.Namespace, engine: OneShotMetaLearningEngine | None, n_way: int) -> TaskSource:
+    if args.source is None:
+        recorded = (engine.source_info if engine else {}) or {}
+        if "cli_source" not in recorded:
+            raise TaskError("give --source (the checkpoint does not record how its task source was built)")
+        kw = dict(recorded["cli_args"])
+        if "split_fractions" in kw:
+            kw["split_fractions"] = tuple(kw["split_fractions"])
+        return make_task_source(recorded["cli_source"], **kw)
+    return make_task_source(args.source, **_source_kwargs(args, n_way))
+
+
+def _config_from_args(args: argparse.Namespace) -> OneShotMetaLearningConfig:
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(OneShotMetaLearningConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return OneShotMetaLearningConfig(**values)
+
+
+class _Progress:
+    """tqdm bar on stderr (silent with --quiet)."""
+
+    def __init__(self, total: int, quiet: bool, desc: str) -> None:
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, file=sys.stderr, unit="it", dynamic_ncols=True)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        post = {"loss": f"{record['train_loss']:.4f}"}
+        if record.get("val_metric") is not None:
+            post[f"val_{record['metric_name']}"] = f"{record['val_metric']:.4f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _emit(result: dict[str, Any], args: argparse.Namespace) -> None:
+    text = json.dumps(result, indent=2, default=_json_default)
+    if args.json == "-":
+        print(text)
+        return
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    print(_summary(result), file=sys.stderr if args.json == "-" else sys.stdout)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _summary(result: dict[str, Any]) -> str:
+    keys = [k for k in ("checkpoint", "loss", "mse", "accuracy", "mse_ci95", "accuracy_ci95") if k in result]
+    parts = [f"{k}={result[k]:.4f}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys]
+    if "adaptation_quality" in result:
+        q = result["adaptation_quality"]
+        parts += [f"{k}={v:.4f}" for k, v in q.items() if isinstance(v, float)]
+        parts.append(f"adaptation_time={result['adaptation_time'] * 1000:.2f}ms")
+    if result.get("message"):
+        parts.append(result["message"])
+    return "  ".join(parts)
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    if args.resume:
+        engine = OneShotMetaLearningEngine.from_checkpoint(args.resume, device=args.device or "auto")
+        overrides = {
+            f.name: getattr(args, f.name)
+            for f in dataclasses.fields(OneShotMetaLearningConfig)
+            if getattr(args, f.name, None) is not None
+        }
+        engine.config = engine.config.replace(**overrides)
+        engine.learner.config = engine.config
+    else:
+        engine = OneShotMetaLearningEngine(_config_from_args(args))
+    source = make_task_source(args.source, **_source_kwargs(args, engine.config.n_way))
+    if not args.resume:
+        engine.initialize_for_source(source)
+    engine.source_info = {
+        **source.describe(),
+        "cli_source": args.source,
+        "cli_args": _jsonable(_source_kwargs(args, engine.config.n_way)),
+    }
+    progress = _Progress(engine.config.num_meta_iterations, args.quiet, "meta-train")
+    try:
+        history = engine.meta_train_sync(source, callback=progress)
+    finally:
+        progress.close()
+    out = engine.save_sync(args.out)
+    evaluation = engine.evaluate_sync(source, "test", episodes=50)
+    return {
+        "command": "train",
+        "checkpoint": str(out),
+        "config": engine.config.to_dict(),
+        "source": engine.source_info,
+        "iterations": len(history["iteration"]),
+        "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
+        "message": history["message"],
+        "test": evaluation,
+        "history": history,
+    }
+
+
+def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
+    if args.support_shots:
+        engine.config = engine.config.replace(support_shots=args.support_shots)
+        engine.learner.config = engine.config
+    source = _build_source(args, engine, engine.config.n_way)
+    result = engine.evaluate_sync(source, args.split, episodes=args.episodes, steps=args.steps, seed=args.seed)
+    return {"command": "evaluate", "checkpoint": args.checkpoint, "split": args.split, **result}
+
+
+def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
+    engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
+    source = _build_source(args, engine, engine.config.n_way)
+    task = source.tasks(args.split, 1, seed=args.task_seed)[0]
+    result = engine.one_shot_adapt_sync(task, steps=args.steps, seed=args.task_seed)
+    return {"command": "adapt", "checkpoint": args.checkpoint, **result}
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "adapt": cmd_adapt}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(result, args)
+    return 0
