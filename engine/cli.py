@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-seed", type=int, default=0, help="which held-out task (seed of its draw)")
     p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
     _add_output_options(p)
+
+    p = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (see BENCHMARKS.md)")
+    p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
     return parser
 
 
@@ -266,7 +270,28 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     return {"command": "adapt", "checkpoint": args.checkpoint, **result}
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "adapt": cmd_adapt}
+def available_benchmarks() -> list[str]:
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    return sorted(p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any] | None:
+    import importlib
+
+    names = available_benchmarks()
+    if args.name == "list" or args.name not in names:
+        if args.name != "list":
+            raise ValueError(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
+        print("\n".join(names))
+        return None
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    importlib.import_module(f"benchmarks.{args.name}").main(args.bench_args)
+    return None
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "adapt": cmd_adapt, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,5 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _emit(result, args)
+    if result is not None:
+        _emit(result, args)
     return 0

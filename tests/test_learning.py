@@ -59,7 +59,9 @@ def test_maml_sinusoid_halves_the_error_of_random_init(sine):
 
 @pytest.mark.parametrize("algorithm", ["MAML_CAUSAL", "GRADIENT_CAUSAL"])
 def test_gradient_learners_improve_on_sinusoid_with_causal_regulariser(sine, algorithm):
-    cfg = dict(SINE, algorithm=algorithm, num_inner_steps=1, adaptation_steps=1, num_meta_iterations=300, causal_weight=0.5)
+    cfg = dict(
+        SINE, algorithm=algorithm, num_inner_steps=1, adaptation_steps=1, num_meta_iterations=300, causal_weight=0.5
+    )
     eng = create_one_shot_meta_learning_engine(**cfg)
     eng.initialize_for_source(sine)
     before = _held_out(eng, sine)["mse"]

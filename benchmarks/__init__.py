@@ -1,0 +1,1 @@
+"""Benchmark scripts: each writes results/<name>.json and regenerates its BENCHMARKS.md section."""

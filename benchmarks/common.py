@@ -1,0 +1,94 @@
+"""What every benchmark shares: the machine record, JSON results, and the BENCHMARKS.md table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+
+def machine() -> dict[str, Any]:
+    """Where and with what a result was produced."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its normal 95% interval."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()) if len(v) else math.nan, math.nan
+    return float(v.mean()), float(1.96 * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def write_result(name: str, payload: dict[str, Any], seed: int) -> Path:
+    """Write results/<name>.json with the machine, the command and the seed."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": name,
+        "command": " ".join(["python -m engine bench", name, *sys.argv[2:]])
+        if sys.argv[0].endswith("__main__.py")
+        else " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
+        "seed": seed,
+        "machine": machine(),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def update_markdown_section(name: str, markdown: str) -> None:
+    """Replace (or append) the section between this benchmark's markers in BENCHMARKS.md."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS_MD.write_text(text)
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"{m['cpu']} ({m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads"
+        + (f", {m['cuda']}" if m.get("cuda") else "")
+        + f"), commit {m['commit']}, {m['date']}"
+    )
