@@ -128,7 +128,9 @@ def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, An
         try:
             kw["split_fractions"] = tuple(float(v) for v in args.split_fractions.split(","))
         except ValueError:
-            raise TaskError(f"--split-fractions must be three numbers like 0.7,0.15,0.15; got {args.split_fractions!r}")
+            raise TaskError(
+                f"--split-fractions must be three numbers like 0.7,0.15,0.15; got {args.split_fractions!r}"
+            ) from None
     return kw
 
 

@@ -286,7 +286,9 @@ def mechanisms_document(
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The versioned export document (validated before it is returned)."""
-    records = [m.to_dict() if isinstance(m, CausalMechanism) else validate_record(m, i) for i, m in enumerate(mechanisms)]
+    records = [
+        m.to_dict() if isinstance(m, CausalMechanism) else validate_record(m, i) for i, m in enumerate(mechanisms)
+    ]
     doc: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -330,7 +332,9 @@ def parse_mechanisms(source: Any) -> tuple[list[dict[str, Any]], dict[str, Any] 
     All records are validated before anything is returned, so a caller that replaces its
     state only on success never half-imports."""
     doc: Any = source
-    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and source.lstrip().startswith(("{", "["))):
+    if isinstance(source, (str, os.PathLike)) and not (
+        isinstance(source, str) and source.lstrip().startswith(("{", "["))
+    ):
         p = Path(source)
         if not p.is_file():
             raise MechanismFormatError(f"mechanisms file not found: {str(p)!r}")
@@ -358,7 +362,9 @@ def parse_mechanisms(source: Any) -> tuple[list[dict[str, Any]], dict[str, Any] 
             raise MechanismFormatError(f"not a mechanisms document: 'format' must be {FORMAT_NAME!r}")
         version = doc.get("version")
         if isinstance(version, bool) or version != FORMAT_VERSION:
-            raise MechanismFormatError(f"unsupported mechanisms version {version!r} (this engine reads {FORMAT_VERSION})")
+            raise MechanismFormatError(
+                f"unsupported mechanisms version {version!r} (this engine reads {FORMAT_VERSION})"
+            )
         if "mechanisms" not in doc or not isinstance(doc["mechanisms"], list):
             raise MechanismFormatError("the document lacks a 'mechanisms' list")
         priors = doc.get("priors")

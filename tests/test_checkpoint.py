@@ -23,7 +23,10 @@ def test_round_trip_restores_identical_predictions(tmp_path, images, algorithm, 
     eng.meta_train_sync(images)
     path = eng.save_sync(tmp_path / f"ckpt{suffix}")
     loaded = OneShotMetaLearningEngine.from_checkpoint(path, device="cpu")
-    assert loaded.config == eng.config.replace(device="cpu") or loaded.config.to_dict() == {**eng.config.to_dict(), "device": "cpu"}
+    assert loaded.config == eng.config.replace(device="cpu") or loaded.config.to_dict() == {
+        **eng.config.to_dict(),
+        "device": "cpu",
+    }
     assert loaded.history.iteration == eng.history.iteration
     task = images.tasks("test", 1, seed=4)[0]
     a = eng.one_shot_adapt_sync(task, seed=1)

@@ -8,7 +8,15 @@ import torch
 from engine import ConfigError, OneShotMetaLearningEngine, create_one_shot_meta_learning_engine
 from engine.tasks import SinusoidTaskSource, TabularTaskSource, make_example_csv
 
-FAST = dict(meta_batch_size=4, num_meta_iterations=6, support_shots=5, query_shots=5, num_inner_steps=1, eval_interval=3, val_episodes=4)
+FAST = dict(
+    meta_batch_size=4,
+    num_meta_iterations=6,
+    support_shots=5,
+    query_shots=5,
+    num_inner_steps=1,
+    eval_interval=3,
+    val_episodes=4,
+)
 
 
 def test_factory_validates():
@@ -44,7 +52,9 @@ def test_stop_signal_stops_between_iterations():
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_weights():
-    eng = create_one_shot_meta_learning_engine(**{**FAST, "num_meta_iterations": 50, "inner_lr": 10.0, "outer_lr": 1.0, "grad_clip": 0.0})
+    eng = create_one_shot_meta_learning_engine(
+        **{**FAST, "num_meta_iterations": 50, "inner_lr": 10.0, "outer_lr": 1.0, "grad_clip": 0.0}
+    )
     src = SinusoidTaskSource(amplitude_range=(1e30, 1e30))
     history = eng.meta_train_sync(src)
     assert history["stopped_early"] and "not finite" in history["message"]

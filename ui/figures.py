@@ -114,9 +114,7 @@ def runs_overlay_figure(
                 line={"color": PALETTE[i % len(PALETTE)], "dash": dash},
             )
         )
-    fig.update_layout(
-        title=f"{what} by run", xaxis_title="meta-iteration", yaxis_title=what, height=height, **_LAYOUT
-    )
+    fig.update_layout(title=f"{what} by run", xaxis_title="meta-iteration", yaxis_title=what, height=height, **_LAYOUT)
     return fig
 
 
@@ -168,9 +166,7 @@ def sinusoid_figure(
     if truth is not None:
         fig.add_trace(go.Scatter(x=list(x), y=list(truth), name=label["truth"], line={"color": TRUTH, "dash": "dash"}))
     if prior is not None:
-        fig.add_trace(
-            go.Scatter(x=list(x), y=list(prior), name=label["prior"], line={"color": PRIOR})
-        )
+        fig.add_trace(go.Scatter(x=list(x), y=list(prior), name=label["prior"], line={"color": PRIOR}))
     if adapted is not None:
         fig.add_trace(
             go.Scatter(x=list(x), y=list(adapted), name=label["adapted"], line={"color": ADAPTED, "width": 3})
@@ -323,9 +319,7 @@ def scm_graph_figure(
 
 
 def trace_figure(trace: Sequence[float], title: str = "support loss per adaptation step", height: int = 280):
-    fig = go.Figure(
-        go.Scatter(x=list(range(len(trace))), y=list(trace), mode="lines+markers", line={"color": ADAPTED})
-    )
+    fig = go.Figure(go.Scatter(x=list(range(len(trace))), y=list(trace), mode="lines+markers", line={"color": ADAPTED}))
     fig.update_layout(title=title, xaxis_title="adaptation step", yaxis_title="support loss", height=height, **_LAYOUT)
     return fig
 

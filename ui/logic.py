@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from engine import (
-    ConfigError,
     MetaLearningAlgorithm,
     OneShotMetaLearningConfig,
     OneShotMetaLearningEngine,
@@ -341,7 +340,10 @@ def episode_table(
 ) -> pd.DataFrame:
     """Support and query rows of a vector episode as one table (model-scale values)."""
     rows = []
-    for part, xs, ys in (("support", episode.support_x, episode.support_y), ("query", episode.query_x, episode.query_y)):
+    for part, xs, ys in (
+        ("support", episode.support_x, episode.support_y),
+        ("query", episode.query_x, episode.query_y),
+    ):
         xs_np, ys_np = xs.numpy(), ys.numpy()
         for i in range(xs_np.shape[0]):
             row = {"set": part}
@@ -864,4 +866,3 @@ def belief_curves(result: Any) -> dict[str, Any] | None:
         "curves": [] if curves is None else curves.tolist(),
         "median": median.tolist(),
     }
-
