@@ -15,3 +15,18 @@ def test_omniglot_quality_smoke():
         ["--minutes", "0.01", "--episodes", "2", "--channels", "8", "--chunk", "2", "--no-write"]
     )
     assert 0 <= result["curve"][0]["20way"]["accuracy"] <= 1
+
+
+def test_maml_speed_smoke():
+    from benchmarks import maml_speed
+
+    row = maml_speed.worker("ours", "sinusoid MLP 1-40-40-1", steps=1, iters=2, warmup=1, threads=1)
+    ref = maml_speed.worker("higher", "sinusoid MLP 1-40-40-1", steps=1, iters=2, warmup=1, threads=1)
+    assert row["tasks_per_s"] > 0 and ref["tasks_per_s"] > 0
+
+
+def test_adaptation_latency_smoke():
+    from benchmarks import adaptation_latency
+
+    result = adaptation_latency.main(["--runs", "2", "--learners", "PROTOTYPICAL_CAUSAL,GRADIENT_CAUSAL", "--conv-steps", "1", "--no-write"])
+    assert all(r["adapt_p50_ms"] > 0 and r["adapt_flops"] > 0 for r in result["rows"])

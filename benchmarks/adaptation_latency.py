@@ -1,0 +1,172 @@
+"""One-shot adaptation latency of each learner, beside its compute bound.
+
+Cases: 20-way 1-shot Conv-4 (64 channels) on 28x28 images, 100 queries; 5-shot sinusoid
+MLP (1-40-40-1; gradient learners only, embedding learners do not regress). Adaptation =
+processing the support set (the learner's ``adapt``); prediction = scoring the queries,
+reported per query. p50 and p95 over ``--runs`` runs after warm-up.
+
+Compute bound: the floating-point operations the call needs (counted by
+torch.utils.flop_counter) divided by this machine's sustained throughput on the same layers,
+measured here by a plain batched forward and backward of the same model.
+
+    python -m engine bench adaptation_latency --runs 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from engine import CausalMetaModel, OneShotMetaLearningConfig
+from engine.algorithms import make_learner
+from engine.tasks import OMNIGLOT_DIR, ImageTaskSource, SinusoidTaskSource
+
+from .common import ROOT, machine_line, update_markdown_section, write_result
+
+LEARNERS = ["MAML_CAUSAL", "GRADIENT_CAUSAL", "PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL"]
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def sustained_flops_per_s(model: CausalMetaModel, x: torch.Tensor, repeats: int = 5) -> float:
+    """FLOP/s of a plain batched forward+backward of ``model`` on ``x`` (the machine's roofline here)."""
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    fwd_bwd()
+    flops = count_flops(fwd_bwd)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fwd_bwd()
+        times.append(time.perf_counter() - t0)
+    return flops / float(np.median(times))
+
+
+def time_calls(fn, runs: int, warmup: int = 10) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def measure(case: str, algorithm: str, runs: int, steps: int) -> dict:
+    torch.manual_seed(0)
+    if case == "conv":
+        src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=20)
+        ep = src.episodes("train", 1, 1, 5, seed=0)[0]
+        model_args = dict(input_dim=(1, 28, 28), hidden_dim=64, conv_channels=64, num_mechanisms=4)
+        out_dim, task_type, inner_lr = 20, "classification", 0.4
+        roof_x = torch.rand(256, 1, 28, 28)
+    else:
+        ep = SinusoidTaskSource().episodes("train", 1, 5, 100, seed=0)[0]
+        model_args = dict(input_dim=1, hidden_dim=40, num_mechanisms=4)
+        out_dim, task_type, inner_lr = 1, "regression", 0.01
+        roof_x = torch.rand(4096, 1)
+    embedding = algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL")
+    model = CausalMetaModel(output_dim=0 if embedding else out_dim, **model_args)
+    config = OneShotMetaLearningConfig(algorithm=algorithm, inner_lr=inner_lr, adaptation_steps=steps)
+    learner = make_learner(model, config, task_type).eval()
+    params = {n: p.detach() for n, p in learner.meta_params().items()}
+    n_steps = 0 if embedding else steps
+
+    def adapt():
+        with torch.no_grad():
+            return learner.adapt(ep.support_x, ep.support_y, n_steps, params=params)
+
+    state = adapt()
+
+    def predict():
+        with torch.no_grad():
+            return learner(state, ep.query_x)
+
+    nq = ep.query_x.shape[0]
+    t_adapt, t_pred = time_calls(adapt, runs), time_calls(predict, runs)
+    throughput = sustained_flops_per_s(CausalMetaModel(output_dim=out_dim, **model_args), roof_x)
+    f_adapt, f_pred = count_flops(adapt), count_flops(predict)
+    row = {
+        "case": "20-way 1-shot Conv-4" if case == "conv" else "5-shot sinusoid MLP",
+        "learner": algorithm,
+        "steps": n_steps,
+        "queries": nq,
+        "adapt_p50_ms": 1e3 * float(np.median(t_adapt)),
+        "adapt_p95_ms": 1e3 * float(np.percentile(t_adapt, 95)),
+        "predict_per_query_p50_ms": 1e3 * float(np.median(t_pred)) / nq,
+        "predict_batch_p50_ms": 1e3 * float(np.median(t_pred)),
+        "predict_batch_p95_ms": 1e3 * float(np.percentile(t_pred, 95)),
+        "adapt_flops": f_adapt,
+        "predict_flops": f_pred,
+        "sustained_gflops": throughput / 1e9,
+        "adapt_bound_ms": 1e3 * f_adapt / throughput,
+        "predict_batch_bound_ms": 1e3 * f_pred / throughput,
+    }
+    row["adapt_vs_bound"] = row["adapt_p50_ms"] / row["adapt_bound_ms"] if row["adapt_bound_ms"] > 0 else None
+    row["predict_vs_bound"] = row["predict_batch_p50_ms"] / row["predict_batch_bound_ms"]
+    return row
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "## One-shot adaptation latency",
+        "",
+        f"p50 / p95 over {result['settings']['runs']} runs after warm-up, {result['settings']['threads']} threads. "
+        "Bound = FLOPs of the call / sustained FLOP/s of a plain batched forward+backward of the same model "
+        "on this machine. Prediction: all queries in one batch (per-query time = batch / queries).",
+        "",
+        "| case | learner | steps | adapt p50 / p95 (ms) | adapt bound (ms) | x bound | predict batch p50 / p95 (ms) | per query (ms) | predict bound (ms) | x bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        xb = f"{r['adapt_vs_bound']:.1f}" if r["adapt_vs_bound"] else "-"
+        lines.append(
+            f"| {r['case']} | {r['learner']} | {r['steps']} | {r['adapt_p50_ms']:.2f} / {r['adapt_p95_ms']:.2f} | "
+            f"{r['adapt_bound_ms']:.2f} | {xb} | {r['predict_batch_p50_ms']:.2f} / {r['predict_batch_p95_ms']:.2f} | "
+            f"{r['predict_per_query_p50_ms']:.3f} | {r['predict_batch_bound_ms']:.2f} | {r['predict_vs_bound']:.1f} |"
+        )
+    lines += ["", f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--conv-steps", type=int, default=10, help="gradient learners' steps on Conv-4")
+    p.add_argument("--sine-steps", type=int, default=1, help="gradient learners' steps on the sinusoid MLP")
+    p.add_argument("--learners", default=",".join(LEARNERS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for algorithm in args.learners.split(","):
+        for case in ("conv", "sine"):
+            if case == "sine" and algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL"):
+                continue
+            row = measure(case, algorithm, args.runs, args.conv_steps if case == "conv" else args.sine_steps)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"rows": rows, "settings": {"runs": args.runs, "threads": args.threads}}
+    if not args.no_write:
+        write_result("adaptation_latency", result, 0)
+        saved = json.loads((ROOT / "benchmarks" / "results" / "adaptation_latency.json").read_text())
+        update_markdown_section("adaptation_latency", markdown(saved))
+    return result
+
+
+if __name__ == "__main__":
+    main()
