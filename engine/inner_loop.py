@@ -42,6 +42,7 @@ def inner_loop(
     trainable: Iterable[str] | None = None,
     first_order: bool = False,
     record: bool = False,
+    transformable: bool | None = None,
 ) -> InnerLoopResult:
     """``steps`` gradient steps on ``loss_fn`` from ``params``.
 
@@ -49,6 +50,11 @@ def inner_loop(
     parameter, as in Meta-SGD or per-mechanism causal priors). Only ``trainable`` names move
     (all by default). Gradients stay in the graph unless ``first_order``, so a loss computed
     from the result differentiates through the adaptation (second order).
+
+    Gradients come from ``torch.func.grad_and_value`` when ``transformable`` (required under
+    ``vmap``; by default: when ``x`` is batched by vmap); otherwise from ``torch.autograd.grad`` on the same pure function, which is
+    about twice as fast per step for small models (less dispatch overhead). Both give the
+    same numbers; the tests check each against an unrolled reference.
     """
     names = list(params) if trainable is None else [n for n in params if n in set(trainable)]
     frozen = {n: t for n, t in params.items() if n not in names}
@@ -56,7 +62,9 @@ def inner_loop(
     def support_loss(moving: Params) -> torch.Tensor:
         return loss_fn({**frozen, **moving}, x, y)
 
-    grad_fn = grad_and_value(support_loss)
+    if transformable is None:
+        transformable = _under_vmap(x)
+    grad_fn = grad_and_value(support_loss) if transformable else _autograd_grad_and_value(support_loss, first_order)
     moving = {n: params[n] for n in names}
     trace: list[float] = []
     for _ in range(steps):
@@ -73,3 +81,29 @@ def inner_loop(
         with torch.no_grad():
             trace.append(float(support_loss(moving).detach()))
     return InnerLoopResult({**frozen, **moving}, trace)
+
+
+def _under_vmap(x: torch.Tensor) -> bool:
+    # Inside vmap the inputs are functorch BatchedTensors, and autograd.grad cannot run there.
+    try:
+        return bool(torch._C._functorch.is_batchedtensor(x))
+    except AttributeError:  # a torch without this check: the transform path is always correct
+        return True
+
+
+def _autograd_grad_and_value(
+    fn: Callable[[Params], torch.Tensor], first_order: bool
+) -> Callable[[Params], tuple[Params, torch.Tensor]]:
+    """``grad_and_value`` through plain autograd (works under an outer ``torch.no_grad``)."""
+
+    def grad_and_value_autograd(moving: Params) -> tuple[Params, torch.Tensor]:
+        with torch.enable_grad():
+            leaves = {
+                n: t if (t.requires_grad and not first_order) else t.detach().requires_grad_()
+                for n, t in moving.items()
+            }
+            loss = fn(leaves)
+            grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=not first_order)
+        return dict(zip(leaves, grads, strict=True)), loss
+
+    return grad_and_value_autograd
