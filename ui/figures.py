@@ -23,10 +23,21 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 MAX_POINTS = 3000  # per curve; longer curves are thinned by a stride (the last point is kept)
 
 _LAYOUT = {
-    "margin": {"l": 50, "r": 20, "t": 50, "b": 45},
-    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+    "margin": {"l": 50, "r": 20, "t": 60, "b": 45},
     "template": "plotly_white",
 }
+SMOOTH_WINDOW = 25  # running mean drawn over the noisy per-iteration training curve
+
+
+def running_mean(y: Sequence[float], window: int = SMOOTH_WINDOW) -> list[float]:
+    """Trailing running mean (shorter windows at the start), same length as ``y``."""
+    a = np.asarray(y, dtype=float)
+    if len(a) == 0:
+        return []
+    c = np.cumsum(np.insert(a, 0, 0.0))
+    idx = np.arange(1, len(a) + 1)
+    lo = np.maximum(0, idx - window)
+    return ((c[idx] - c[lo]) / (idx - lo)).tolist()
 
 
 def _thin(x: Sequence[Any], *ys: Sequence[Any], max_points: int = MAX_POINTS) -> tuple[list, ...]:
@@ -53,15 +64,29 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", metric), horizontal_spacing=0.12)
     it, tl, tm = _thin(history.get("iteration", []), history.get("train_loss", []), history.get("train_metric", []))
     vit, vl, vm = _thin(history.get("val_iteration", []), history.get("val_loss", []), history.get("val_metric", []))
-    fig.add_trace(go.Scatter(x=it, y=tl, name="train", mode="lines", line={"color": TRAIN}, legendgroup="t"), 1, 1)
+    thin = {"color": "rgba(31,119,180,0.35)", "width": 1}
+    fig.add_trace(go.Scatter(x=it, y=tl, name="train", mode="lines", line=thin, legendgroup="t"), 1, 1)
     fig.add_trace(
         go.Scatter(x=vit, y=vl, name="validation", mode="lines+markers", line={"color": VAL}, legendgroup="v"), 1, 1
     )
     fig.add_trace(
-        go.Scatter(x=it, y=tm, name="train", mode="lines", line={"color": TRAIN}, legendgroup="t", showlegend=False),
-        1,
-        2,
+        go.Scatter(x=it, y=tm, name="train", mode="lines", line=thin, legendgroup="t", showlegend=False), 1, 2
     )
+    for col, raw in ((1, history.get("train_loss", [])), (2, history.get("train_metric", []))):
+        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(raw))
+        fig.add_trace(
+            go.Scatter(
+                x=sm_x,
+                y=sm_y,
+                name=f"train, mean of {SMOOTH_WINDOW}",
+                mode="lines",
+                line={"color": TRAIN, "width": 2.5},
+                legendgroup="s",
+                showlegend=col == 1,
+            ),
+            1,
+            col,
+        )
     fig.add_trace(
         go.Scatter(
             x=vit,
@@ -158,7 +183,7 @@ def sinusoid_figure(
                 y=gy,
                 mode="markers",
                 name="click to choose a point",
-                marker={"size": 9, "color": "rgba(31,119,180,0.04)"},
+                marker={"size": 9, "color": "rgba(0,0,0,0)"},
                 hovertemplate="choose (%{x}, %{y})<extra></extra>",
                 showlegend=False,
             )
@@ -188,9 +213,11 @@ def sinusoid_figure(
         yaxis_range=list(y_range),
         height=height,
         clickmode="event+select",
-        dragmode=False if clickable else "zoom",
         **_LAYOUT,
     )
+    if clickable:  # a fixed view: a click chooses a point instead of starting a zoom
+        fig.update_xaxes(fixedrange=True)
+        fig.update_yaxes(fixedrange=True)
     return fig
 
 
@@ -274,8 +301,8 @@ def scm_graph_figure(
                     arrowsize=1.3,
                     arrowwidth=2.5 if into_target else 1.4,
                     arrowcolor=ADAPTED if into_target else "#888",
-                    standoff=17,
-                    startstandoff=17,
+                    standoff=21,
+                    startstandoff=18,
                 )
     colors, sizes, lines, labels = [], [], [], []
     for n in names:
@@ -310,7 +337,7 @@ def scm_graph_figure(
     ys = [p[1] for p in pos.values()]
     fig.update_yaxes(visible=False, range=[min(ys) - 0.7, max(ys) + 0.7])
     fig.update_layout(
-        title=title or "true causal graph (red: target, green: its parents, orange: its children)",
+        title=title or "true causal graph",
         height=height,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
         template="plotly_white",

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,15 @@ from engine.tasks import (
 from .worker import Worker
 
 EMBEDDING_ALGORITHMS = (MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL.name, MetaLearningAlgorithm.RELATION_CAUSAL.name)
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md_escape(text: Any) -> str:
+    """Text from users (file, column, class and task names; messages that quote them) made
+    inert for Streamlit's markdown: every markdown, HTML and LaTeX special character is escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
 
 # ---------------------------------------------------------------------------------------------
 # configuration
@@ -424,6 +434,8 @@ def progress_of(record: dict[str, Any] | None) -> tuple[float, str]:
         parts.append(f"{frac:.0%}")
     if record.get("run"):
         parts.append(str(record["run"]))
+    if record.get("stage"):
+        parts.append(str(record["stage"]))
     if "elapsed" in record:
         parts.append(f"{format_seconds(record['elapsed'])} elapsed")
     if "eta" in record:
@@ -495,6 +507,14 @@ def make_episode(
 
 def sinusoid_grid(source: SinusoidTaskSource, n: int = 200) -> np.ndarray:
     return np.linspace(source.x_range[0], source.x_range[1], n).reshape(-1, 1)
+
+
+def prior_curve(eng: OneShotMetaLearningEngine, task: Any, grid: np.ndarray) -> list[float]:
+    """The meta-model's own curve on ``grid`` (adaptation with zero steps)."""
+    truth = np.asarray(task.function(grid), dtype=np.float32).reshape(-1, 1)
+    x0 = grid[:1].astype(np.float32)
+    res = eng.one_shot_adapt_sync(task, support_data=(x0, truth[:1]), query_data=(grid, truth), steps=0)
+    return _as_list(res["predictions"])
 
 
 def adapt_sinusoid(
@@ -751,8 +771,11 @@ def accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def discovery_job(eng: OneShotMetaLearningEngine, tasks: Sequence[Task]) -> Callable[[Worker], Any]:
-    """Work function: ``eng.discover_causal_patterns_sync(tasks, progress=callback)``.
+def discovery_job(
+    eng: OneShotMetaLearningEngine, tasks: Sequence[Task], held_out: Sequence[Task] | None = None
+) -> Callable[[Worker], Any]:
+    """Work function: ``eng.discover_causal_patterns_sync(tasks, progress=callback, stop=...,
+    held_out=...)`` (held-out tasks measure the effectiveness of the discovered priors).
 
     The callback records progress and raises WorkerStopped when Stop was pressed, so
     discovery stops at its next progress report even if it takes no stop argument."""
@@ -762,9 +785,22 @@ def discovery_job(eng: OneShotMetaLearningEngine, tasks: Sequence[Task]) -> Call
         kwargs: dict[str, Any] = {"progress": worker.progress_callback()}
         if accepts(fn, "stop"):
             kwargs["stop"] = worker.should_stop
+        if held_out:
+            kwargs["held_out"] = list(held_out)
         return call_supported(fn, list(tasks), **kwargs)
 
     return job
+
+
+def score_discovery(eng: OneShotMetaLearningEngine, tasks: Sequence[Task]) -> dict[str, Any] | None:
+    """Discovery scored against the known truth of SCM tasks (None when there is no truth)."""
+    if not any(getattr(t, "truth", None) and "parents" in (t.truth or {}) for t in tasks):
+        return None
+    try:
+        from engine.discovery import score_against_truth
+    except ImportError:
+        return None
+    return score_against_truth(eng.discovered_mechanisms, getattr(eng, "discovery_report", None) or {}, tasks)
 
 
 MECHANISM_COLUMNS = (
@@ -781,8 +817,10 @@ MECHANISM_COLUMNS = (
 
 
 def mechanisms_frame(mechanisms: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The discovered mechanisms as a table with the documented columns first."""
-    df = pd.DataFrame(list(mechanisms))
+    """The discovered mechanisms as a table with the documented columns first (nested details
+    such as per-task effects are left out of the table)."""
+    rows = [{k: v for k, v in m.items() if not isinstance(v, (dict, list, tuple))} for m in mechanisms]
+    df = pd.DataFrame(rows)
     for c in MECHANISM_COLUMNS:
         if c not in df.columns:
             df[c] = None
@@ -819,25 +857,39 @@ def find_direction_experiment(module: Any) -> Callable[..., Any] | None:
 
 
 def direction_job(fn: Callable[..., Any], episodes: int, runs: int, n_categories: int) -> Callable[[Worker], Any]:
+    """Work function of the two-variable experiment: ``runs`` seeds, ``episodes`` interventions,
+    categorical variables with ``n_categories`` values; every callback reports sigma(gamma) of
+    every seed, so the page can draw the belief curves live."""
+
     def job(worker: Worker) -> Any:
-        cb = worker.progress_callback()
+        def callback(episode: int, sigmas: Sequence[float] | None = None) -> None:
+            rec: dict[str, Any] = {"done": int(episode), "total": int(episodes), "fraction": episode / max(1, episodes)}
+            if sigmas is not None:
+                rec["sigmas"] = [float(v) for v in sigmas]
+                rec["message"] = f"median σ(γ) {float(np.median(rec['sigmas'])):.3f}"
+            worker.report(rec)
+
         return call_supported(
             fn,
+            seeds=runs,
             episodes=episodes,
-            num_episodes=episodes,
-            n_episodes=episodes,
-            runs=runs,
-            num_runs=runs,
-            n_runs=runs,
-            n_categories=n_categories,
-            num_categories=n_categories,
-            N=n_categories,
-            progress=cb,
-            callback=cb,
+            n=n_categories,
+            callback=callback,
+            callback_every=max(1, episodes // 100),
             stop=worker.should_stop,
         )
 
     return job
+
+
+def live_belief(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Belief curves so far from the experiment's progress records."""
+    rows = [r for r in records if "sigmas" in r]
+    if not rows:
+        return None
+    x = [float(r["done"]) for r in rows]
+    sig = np.asarray([r["sigmas"] for r in rows], dtype=float)  # (points, seeds)
+    return {"episodes": x, "curves": sig.T.tolist(), "median": np.median(sig, axis=1).tolist()}
 
 
 def belief_curves(result: Any) -> dict[str, Any] | None:
@@ -846,10 +898,12 @@ def belief_curves(result: Any) -> dict[str, Any] | None:
         return None
     data = result if isinstance(result, dict) else getattr(result, "__dict__", {})
     curves = None
-    for key in ("curves", "sigma_gamma", "beliefs", "belief", "runs"):
-        if key in data and data[key] is not None:
+    if data.get("sigma") is not None:  # engine.causal_direction: (episodes, seeds)
+        sig = np.asarray(data["sigma"], dtype=float)
+        curves = sig.T if sig.ndim == 2 else sig
+    for key in ("curves", "sigma_gamma", "beliefs", "belief"):
+        if curves is None and data.get(key) is not None:
             curves = np.asarray(data[key], dtype=float)
-            break
     median = data.get("median")
     if curves is None and median is None:
         return None

@@ -82,12 +82,15 @@ class Worker:
             result = fn(self)
         except WorkerStopped:
             self._finish(STOPPED, None, None)
-        except _USER_ERRORS as exc:
-            log.exception("worker %s failed", self.label)
-            self._finish(ERROR, None, _message(exc))
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message, never a crash
-            log.exception("worker %s failed", self.label)
-            self._finish(ERROR, None, f"{type(exc).__name__}: {_message(exc)}")
+            if self._stop.is_set():  # the work ended its own way after a stop request
+                self._finish(STOPPED, None, None)
+            elif isinstance(exc, _USER_ERRORS):
+                log.exception("worker %s failed", self.label)
+                self._finish(ERROR, None, _message(exc))
+            else:
+                log.exception("worker %s failed", self.label)
+                self._finish(ERROR, None, f"{type(exc).__name__}: {_message(exc)}")
         else:
             self._finish(STOPPED if self._stop.is_set() else DONE, result, None)
 

@@ -1,0 +1,26 @@
+"""Causal one-shot meta-learning explorer: the Streamlit app's router.
+
+Run with ``streamlit run app.py``. Each page is a file in ``pages/``; the sidebar shows this
+browser session's engine (every session has its own, in ``st.session_state``).
+"""
+
+import streamlit as st
+
+from ui import session
+
+st.set_page_config(page_title="Causal one-shot meta-learning explorer", page_icon="🧠", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/tasks.py", title="Tasks", icon=":material/dataset:"),
+    st.Page("pages/train.py", title="Meta-train", icon=":material/model_training:"),
+    st.Page("pages/adapt.py", title="One-shot adapt", icon=":material/bolt:"),
+    st.Page("pages/mechanisms.py", title="Mechanisms", icon=":material/hub:"),
+    st.Page("pages/interventions.py", title="Interventions", icon=":material/tune:"),
+    st.Page("pages/causal_direction.py", title="Causal direction", icon=":material/swap_horiz:"),
+]
+
+session.configure_torch()
+page = st.navigation(PAGES)
+session.sidebar()
+page.run()

@@ -1,0 +1,236 @@
+"""Interventions: switch mechanisms off or scale them, and see what changes."""
+
+import numpy as np
+import streamlit as st
+
+from engine.tasks import TaskError
+from ui import components, figures, logic, session
+
+st.title("Interventions")
+st.markdown(
+    "Each slider sets c_k, the causal mask of mechanism k: the model computes with gate g_k · c_k, so "
+    "**c_k = 0 is do(mechanism k off)** and values in between scale it. The model is first adapted to a "
+    "held-out task without intervention; the sliders then change only its predictions."
+)
+src = session.source()
+kind = logic.source_kind(src)
+if not components.require_engine(src):
+    st.stop()
+eng = session.engine()
+ss = st.session_state
+K = eng.model.num_mechanisms
+cfg = eng.config
+
+# ------------------------------------------------------------------------------ the held-out task
+c = st.columns([3, 1])
+ss.setdefault("iv_seed", 0)
+if c[1].button("Draw another task", key="iv_new", width="stretch"):
+    ss["iv_seed"] += 1
+seed = int(ss["iv_seed"])
+grid = truth = None
+class_names = None
+try:
+    if kind == "sinusoid":
+        task = src.tasks("test", 1, seed=seed)[0]
+        sup = task.sample_episode(cfg.support_shots, 0, np.random.default_rng(seed))
+        grid = logic.sinusoid_grid(src)
+        truth = task.function(grid)
+        episode = logic.make_episode(sup.support_x, sup.support_y, grid, truth, "regression", None, task.name)
+        what = f"y = {task.amplitude:.2f} · sin(x − {task.phase:.2f}) from {cfg.support_shots} point(s)"
+    elif kind == "images":
+        task, episode = logic.image_episode(src, 1, 3, "test", seed)
+        class_names = [n.split("/")[-1] for n in task.class_names or []]
+        what = f"{src.n_way}-way one-shot task over {', '.join(class_names)}"
+    elif kind in ("tabular", "scm"):
+        choices = logic.vector_task_choices(src, n=8, seed=0)
+        names = list(choices)
+        task = choices[names[seed % len(names)]]
+        episode = logic.sample_vector_episode(task, cfg.support_shots, cfg.query_shots, seed=seed)
+        class_names = getattr(src, "class_names", None)
+        what = (
+            f"task {task.name}, {cfg.support_shots} support row(s) per class"
+            if class_names
+            else (f"task {task.name}, {cfg.support_shots} support row(s)")
+        )
+    else:
+        st.info("Interventions are shown for sinusoid, image, SCM and CSV tasks.")
+        st.stop()
+    base = eng.one_shot_adapt_sync(episode)
+except (TaskError, ValueError, RuntimeError) as exc:
+    components.error_box(exc)
+    st.stop()
+c[0].markdown(f"Held-out task: **{what}**.")
+
+# ------------------------------------------------------------------------------ the mask
+
+
+def reset_mask() -> None:
+    for k in range(K):
+        ss[f"iv_mask_{k}"] = 1.0
+
+
+st.subheader("Causal mask")
+cols = st.columns(min(K, 8))
+mask = []
+for k in range(K):
+    ss.setdefault(f"iv_mask_{k}", 1.0)
+    mask.append(
+        cols[k % len(cols)].slider(
+            f"mechanism {k}", 0.0, 1.0, step=0.05, key=f"iv_mask_{k}", help=f"c_{k}: 1 = as learned, 0 = switched off"
+        )
+    )
+st.button("All mechanisms on", on_click=reset_mask, key="iv_reset")
+
+# ------------------------------------------------------------------------------ before / after
+st.subheader("Predictions without and with the intervention")
+qx = episode.query_x.numpy()
+qy = episode.query_y.numpy()
+before = logic.masked_outputs(eng, qx, None)
+after = logic.masked_outputs(eng, qx, mask)
+
+
+def delta(a: float, b: float, scale: float = 1.0, unit: str = "") -> str | None:
+    """The change shown under a metric, or None when nothing changed."""
+    d = (a - b) * scale
+    return None if abs(d) < 1e-9 else f"{d:+.3g}{unit}"
+
+
+if kind == "sinusoid":
+    m = st.columns(2)
+    m[0].metric("MSE without intervention", f"{logic.mse(before, qy):.3g}")
+    m[1].metric(
+        "MSE with intervention",
+        f"{logic.mse(after, qy):.3g}",
+        delta=delta(logic.mse(after, qy), logic.mse(before, qy)),
+        delta_color="inverse",
+    )
+    components.plot(
+        figures.sinusoid_figure(
+            grid.ravel(),
+            truth=np.ravel(truth),
+            prior=before.ravel(),
+            adapted=after.ravel(),
+            support=(episode.support_x.numpy().ravel(), episode.support_y.numpy().ravel()),
+            names={"prior": "adapted, no intervention", "adapted": "adapted, with the mask"},
+        ),
+        key="iv_sine",
+    )
+elif eng.task_type == "classification":
+    m = st.columns(2)
+    acc_b, acc_a = logic.accuracy(before, qy), logic.accuracy(after, qy)
+    m[0].metric("query accuracy without intervention", f"{acc_b:.1%}")
+    m[1].metric("query accuracy with intervention", f"{acc_a:.1%}", delta=delta(acc_a, acc_b, 100, " points"))
+    names = class_names or [str(i) for i in range(before.shape[1])]
+    left, right = st.columns([1, 3])
+    with left:
+        i = st.number_input("query example", 0, len(qx) - 1, 0, key="iv_query")
+        if kind == "images":
+            components.image_row([qx[i]], [f"true: {names[int(qy[i])]}"], width=140)
+        else:
+            st.dataframe(
+                logic.support_rows(
+                    src, logic.make_episode(qx[i : i + 1], qy[i : i + 1], qx[:1], qy[:1], "classification", len(names))
+                ),
+                hide_index=True,
+            )
+    with right:
+        components.plot(
+            figures.probabilities_figure(names[: before.shape[1]], before[i], after[i], title="class probabilities"),
+            key="iv_probs",
+        )
+else:
+    unstd = getattr(src, "unstandardise_target", lambda v: v)
+    t, b, a = (np.ravel(unstd(np.ravel(v))) for v in (qy, before, after))
+    m = st.columns(2)
+    m[0].metric("MSE without intervention", f"{logic.mse(before, qy):.3g}")
+    m[1].metric(
+        "MSE with intervention",
+        f"{logic.mse(after, qy):.3g}",
+        delta=delta(logic.mse(after, qy), logic.mse(before, qy)),
+        delta_color="inverse",
+    )
+    left, right = st.columns(2)
+    with left:
+        components.plot(figures.values_figure(t.tolist(), b.tolist(), a.tolist()), key="iv_values")
+    with right:
+        st.dataframe({"true": t, "no intervention": b, "with the mask": a}, hide_index=True, width="stretch")
+
+# ------------------------------------------------------------------------------ effect per mechanism
+st.subheader("Effect of each mechanism")
+st.markdown(
+    "For each k alone: adapt to the task with do(c_k = 0) and score the query set; the effect is that query "
+    "loss minus the loss without intervention. Positive means the mechanism helps on this task."
+)
+ctx = (id(eng), ss.get("engine_version", 0), kind, seed, ss.get("source_version", 0))
+if st.button("Measure the effect of each mechanism", key="iv_effects"):
+    try:
+        base_res, rows = logic.intervention_effects(eng, episode)
+        ss["iv_effects_data"] = {"ctx": ctx, "rows": rows}
+    except (ValueError, RuntimeError) as exc:
+        components.error_box(exc)
+eff = ss.get("iv_effects_data")
+if eff and eff["ctx"] == ctx:
+    left, right = st.columns([1, 1])
+    with left:
+        components.plot(figures.effects_figure(eff["rows"]), key="iv_eff_fig")
+    with right:
+        st.dataframe(
+            [
+                {
+                    "mechanism": r["mechanism"],
+                    "effect on query loss": round(r["effect"], 4),
+                    "query loss when off": round(r["loss_off"], 4),
+                    f"change in {r['metric']}": round(r["metric_change"], 4),
+                }
+                for r in eff["rows"]
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+# ------------------------------------------------------------------------------ hierarchical adaptation
+st.subheader("Hierarchical adaptation levels")
+if not hasattr(eng, "hierarchical_adapt_sync"):
+    st.info(
+        "Hierarchical adaptation (feature, structure, optimization levels) arrives with the causal mechanisms engine."
+    )
+else:
+    st.markdown(
+        "Adapt one level at a time, in order: **feature** (the input gates: which variables feed which "
+        "mechanism), **structure** (the mechanism gates), **optimization** (all weights, with the learned "
+        "rates). Each level's gain is the drop in query loss it caused."
+    )
+    levels = st.multiselect(
+        "levels, in order",
+        ["feature", "structure", "optimization"],
+        default=["feature", "structure", "optimization"],
+        key="iv_levels",
+    )
+    if st.button("Adapt level by level", key="iv_hier", disabled=not levels):
+        try:
+            res = eng.hierarchical_adapt_sync(episode, adaptation_levels=levels)
+            ss["iv_hier_data"] = {"ctx": ctx, "res": res}
+        except (ValueError, RuntimeError, KeyError) as exc:
+            components.error_box(exc)
+        eng.one_shot_adapt_sync(episode)  # leave the engine adapted as above
+    hier = ss.get("iv_hier_data")
+    if hier and hier["ctx"] == ctx and isinstance(hier["res"], dict) and hier["res"].get("levels"):
+        rows = hier["res"]["levels"]
+        metric = next((k[: -len("_after")] for k in rows[0] if k.endswith("_after") and k != "loss_after"), None)
+        cols = st.columns(len(rows))
+        for col, row in zip(cols, rows, strict=False):
+            with col:
+                st.markdown(f"**{row['level']}**")
+                st.metric(
+                    "query loss",
+                    f"{row['loss_after']:.3g}",
+                    delta=delta(row["loss_after"], row["loss_before"]),
+                    delta_color="inverse",
+                )
+                if metric:
+                    st.metric(metric, f"{row[f'{metric}_after']:.3g}")
+                if row.get("skipped"):
+                    st.caption(f"skipped: {row.get('reason', '')}")
+                elif row.get("note"):
+                    st.caption(row["note"])
+        components.plot(figures.levels_figure({r["level"]: r for r in rows}, "gain"), key="iv_levels_fig")

@@ -1,0 +1,340 @@
+"""Streamlit building blocks shared by several pages (widgets and displays only)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine import ConfigError
+from engine.tasks import SinusoidTaskSource, TaskError
+
+from . import figures, logic, session
+from .images import to_display
+from .worker import DONE, ERROR, STOPPED
+
+PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+def plot(fig: Any, key: str | None = None, **kwargs: Any) -> Any:
+    return st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch", **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# config form
+# ---------------------------------------------------------------------------------------------
+def _widget(spec: logic.FieldSpec, values: dict[str, Any], disabled: bool = False, note: str = "") -> Any:
+    key = f"cfg_{spec.name}"
+    if key not in st.session_state:
+        st.session_state[key] = values.get(spec.name, spec.default)
+    label = spec.name
+    help_text = spec.help + (f" {note}" if note else "")
+    if spec.kind == "bool":
+        return st.checkbox(label, key=key, help=help_text, disabled=disabled)
+    if spec.kind == "choice":
+        if st.session_state[key] not in spec.options:
+            st.session_state[key] = spec.options[0]
+        return st.selectbox(label, spec.options, key=key, help=help_text, disabled=disabled)
+    if spec.kind == "int":
+        st.session_state[key] = int(st.session_state[key])
+        return st.number_input(
+            label,
+            min_value=None if spec.low is None else int(spec.low),
+            max_value=None if spec.high is None else int(spec.high),
+            step=1,
+            key=key,
+            help=help_text,
+            disabled=disabled,
+        )
+    if spec.kind == "float":
+        st.session_state[key] = float(st.session_state[key])
+        return st.number_input(
+            label,
+            min_value=None if spec.low is None else float(spec.low),
+            max_value=None if spec.high is None else float(spec.high),
+            step=float(spec.step),
+            format=spec.format,
+            key=key,
+            help=help_text,
+            disabled=disabled,
+        )
+    return st.text_input(label, key=key, help=help_text, disabled=disabled)
+
+
+def apply_values(values: dict[str, Any]) -> None:
+    """Put config values into the session and into the config widgets (use in a callback)."""
+    session.config_values().update(values)
+    for name, v in values.items():
+        st.session_state[f"cfg_{name}"] = v
+
+
+def config_form(src: Any, disabled: bool = False) -> dict[str, Any]:
+    """Every config field with its help text and range; returns the current values."""
+    specs = logic.config_specs()
+    values = session.config_values()
+    values["algorithm"] = _widget(specs["algorithm"], values, disabled)
+    is_images = logic.source_kind(src) == "images"
+    cols = st.columns(2)
+    for i, (title, names) in enumerate(logic.sections().items()):
+        with cols[i % 2].expander(title, expanded=i < 2):
+            for name in names:
+                if name not in specs:
+                    continue
+                lock = is_images and name == "n_way"
+                note = "For image tasks this is set on the Tasks page." if lock else ""
+                if lock:
+                    st.session_state[f"cfg_{name}"] = int(src.n_way)
+                values[name] = _widget(specs[name], values, disabled or lock, note)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# live training
+# ---------------------------------------------------------------------------------------------
+def training_status(key: str, title: str | None = None) -> None:
+    """Progress bar, ETA, live curves and Stop of the session's training worker.
+
+    Polls every POLL_SECONDS while training runs (and heartbeats the worker)."""
+    w = session.worker("train")
+    st.fragment(_training_fragment, run_every=session.POLL_SECONDS if w.running else None)(key, title)
+
+
+def _training_fragment(key: str, title: str | None) -> None:
+    session.heartbeat_all()
+    w = session.worker("train")
+    snap = w.snapshot()
+    if snap["generation"] == 0:
+        return
+    if session.finalize_jobs():
+        st.rerun(scope="app")
+    latest = snap["latest"]
+    run_name = (latest or {}).get("run") or w.meta.get("run_name")
+    hist = logic.history_from_records(w.records(), run_name)
+    base = w.meta.get("base_histories", {}).get(run_name)
+    if base:
+        hist = merge_histories(base, hist)
+    if snap["running"]:
+        frac, text = logic.progress_of(latest)
+        c1, c2 = st.columns([5, 1])
+        c1.progress(frac, text=f"Training {text}")
+        if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
+            w.stop(timeout=1.5)
+            st.rerun(scope="app")
+    else:
+        show_job_outcome(w, "Training")
+    if hist["iteration"]:
+        metric = figures.metric_label(hist["metric_name"])
+        last = f"last train loss {hist['train_loss'][-1]:.3g}"
+        if hist["val_metric"]:
+            last += f", validation {metric} {hist['val_metric'][-1]:.3g}"
+        plot(figures.training_figure(hist, title=title or f"{run_name}: {last}"), key=f"{key}_curves")
+
+
+def merge_histories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = {k: list(a.get(k, [])) + list(b.get(k, [])) for k in b if isinstance(b.get(k), list)}
+    out["metric_name"] = b.get("metric_name") or a.get("metric_name")
+    return out
+
+
+def show_job_outcome(w: Any, what: str) -> None:
+    if w.status == ERROR:
+        st.error(f"{what} failed: {logic.md_escape(w.error)}")
+    elif w.status == STOPPED:
+        st.warning(f"{what} stopped ({logic.md_escape(w.stop_reason or 'stopped by request')}).")
+    elif w.status == DONE:
+        st.success(f"{what} finished.")
+
+
+def job_progress(kind: str, key: str, what: str, live: Any = None) -> None:
+    """Progress bar and Stop for a non-training job (discovery, experiments).
+
+    ``live(records)``, if given, draws extra live content from the job's progress records."""
+    w = session.worker(kind)
+    st.fragment(_job_fragment, run_every=session.POLL_SECONDS if w.running else None)(kind, key, what, live)
+
+
+def _job_fragment(kind: str, key: str, what: str, live: Any) -> None:
+    session.heartbeat_all()
+    w = session.worker(kind)
+    if w.generation == 0:
+        return
+    if session.finalize_jobs():
+        st.rerun(scope="app")
+    if w.running:
+        frac, text = logic.progress_of(w.latest)
+        c1, c2 = st.columns([5, 1])
+        c1.progress(frac, text=f"{what}: {text}")
+        if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
+            w.stop(timeout=1.5)
+            st.rerun(scope="app")
+        if live is not None:
+            live(w.records())
+    else:
+        show_job_outcome(w, what)
+
+
+# ---------------------------------------------------------------------------------------------
+# adaptation results
+# ---------------------------------------------------------------------------------------------
+def require_engine(src: Any) -> bool:
+    """Show why the engine cannot be used with the source (and return False), else True."""
+    msg = session.busy_message()
+    if msg:
+        st.info(msg)
+        return False
+    problem = logic.engine_fit_problem(session.engine(), src)
+    if problem:
+        st.info(problem)
+        return False
+    return True
+
+
+def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -> None:
+    """Adaptation time, query quality, the per-step trace and the explanation."""
+    q = result["adaptation_quality"]
+    metric = "accuracy" if "accuracy" in q else "mse"
+    c = st.columns(4)
+    c[0].metric("adaptation time", f"{1000 * result['adaptation_time']:.1f} ms")
+    c[1].metric("prediction time", f"{1000 * result['prediction_time']:.1f} ms")
+    c[2].metric(f"query {metric}", f"{q[metric]:.1%}" if metric == "accuracy" else f"{q[metric]:.3g}")
+    c[3].metric("query examples", f"{q['num_query']}")
+    exp = result.get("explanation") or {}
+    if exp.get("text"):
+        st.markdown(f"**Explanation.** {exp['text']}")
+    has_trace = show_trace and len(result.get("trace") or []) > 1  # closed-form learners have no steps
+    left, right = st.columns(2) if has_trace else (st.container(), None)
+    if has_trace:
+        with left:
+            plot(figures.trace_figure(result["trace"]), key=f"{key}_trace")
+    if exp.get("gates_before"):
+        with right if has_trace else left:
+            plot(figures.explanation_figure(exp), key=f"{key}_gates")
+
+
+def image_row(images: Sequence[np.ndarray], captions: Sequence[str], width: int = 84) -> None:
+    if len(images):
+        st.image([to_display(im) for im in images], caption=list(captions), width=width)
+
+
+# ---------------------------------------------------------------------------------------------
+# sinusoid: click or type one point
+# ---------------------------------------------------------------------------------------------
+def sinusoid_point_panel(key: str, src: SinusoidTaskSource, allow_new_task: bool = True) -> None:
+    """Choose a held-out sinusoid, give one (x, y) point by clicking the chart or typing it,
+    and see the meta-model's curve before and after one-shot adaptation."""
+    eng = session.engine()
+    ss = st.session_state
+    seed_key, pts_key, res_key, sel_key = f"{key}_seed", f"{key}_points", f"{key}_result", f"{key}_last_sel"
+    ss.setdefault(seed_key, 0)
+    ss.setdefault(pts_key, [])
+    task = src.tasks("test", 1, seed=int(ss[seed_key]))[0]
+    grid = logic.sinusoid_grid(src)
+
+    top = st.columns([3, 1, 1])
+    top[0].markdown(
+        f"Held-out task #{ss[seed_key]}: y = {task.amplitude:.2f} · sin(x − {task.phase:.2f}). "
+        "**Click the chart** to give a point, or type one below."
+    )
+    if allow_new_task and top[1].button("New task", key=f"{key}_new", width="stretch"):
+        ss[seed_key] += 1
+        ss[pts_key], ss[res_key] = [], None
+        st.rerun()
+    if top[2].button("Clear points", key=f"{key}_clear", width="stretch"):
+        ss[pts_key], ss[res_key] = [], None
+        st.rerun()
+    several = st.checkbox("keep earlier points (few-shot instead of one-shot)", key=f"{key}_several", value=False)
+
+    def add_point(x: float, y: float) -> None:
+        pts = list(ss[pts_key]) if several else []
+        pts.append((float(x), float(y)))
+        ss[pts_key] = pts[-20:]
+        try:
+            ss[res_key] = logic.adapt_sinusoid(eng, task, ss[pts_key], grid)
+        except (ValueError, RuntimeError) as exc:
+            ss[res_key] = None
+            st.error(logic.md_escape(exc))
+
+    with st.form(key=f"{key}_form", border=False):
+        c = st.columns([1, 1, 1])
+        x_in = c[0].number_input("x", min_value=-5.0, max_value=5.0, value=1.0, step=0.5, key=f"{key}_x")
+        y_default = round(float(task.function(np.array([x_in]))[0]), 3)
+        y_in = c[1].number_input(
+            "y",
+            min_value=-10.0,
+            max_value=10.0,
+            value=y_default,
+            step=0.5,
+            key=f"{key}_y",
+            help="Leave the value of the true task at x, or type any y.",
+        )
+        c[2].markdown("&nbsp;")
+        typed = c[2].form_submit_button("Adapt to this point", type="primary", width="stretch")
+    if typed:
+        add_point(x_in, y_in)
+
+    res = ss.get(res_key)
+    if res is None:
+        # Before any point: the meta-model's own curve (adapted with zero steps to nothing).
+        prior = logic.prior_curve(eng, task, grid)
+        fig = figures.sinusoid_figure(grid.ravel(), truth=task.function(grid).ravel(), prior=prior, clickable=True)
+    else:
+        fig = figures.sinusoid_figure(
+            res["x"],
+            truth=res["truth"],
+            prior=res["prior"],
+            adapted=res["adapted"],
+            support=res["support"],
+            clickable=True,
+        )
+    event = plot(fig, key=f"{key}_chart_{ss[seed_key]}", on_select="rerun", selection_mode="points")
+    picked = _picked_point(event)
+    if picked is not None and picked != ss.get(sel_key):
+        ss[sel_key] = picked
+        add_point(*picked)
+        st.rerun()
+
+    res = ss.get(res_key)
+    if res is not None:
+        r = res["result"]
+        c = st.columns(4)
+        c[0].metric("points given", len(res["support"][0]))
+        c[1].metric("adaptation time", f"{1000 * r['adaptation_time']:.1f} ms")
+        c[2].metric("MSE on the curve, before", f"{res['prior_quality']['mse']:.3g}")
+        c[3].metric(
+            "MSE on the curve, after",
+            f"{r['adaptation_quality']['mse']:.3g}",
+            delta=f"{r['adaptation_quality']['mse'] - res['prior_quality']['mse']:+.3g}",
+            delta_color="inverse",
+        )
+        with st.expander("Per-step trace and explanation", expanded=False):
+            show_adaptation(r, key=f"{key}_details")
+
+
+def _picked_point(event: Any) -> tuple[float, float] | None:
+    try:
+        points = event.selection.points  # type: ignore[union-attr]
+    except AttributeError:
+        try:
+            points = event["selection"]["points"]
+        except (KeyError, TypeError):
+            return None
+    if not points:
+        return None
+    p = points[-1]
+    x, y = p.get("x"), p.get("y")
+    if x is None or y is None:
+        return None
+    return (round(float(x), 3), round(float(y), 3))
+
+
+def error_box(exc: BaseException) -> None:
+    """A user-facing message for the errors the engine documents (never a traceback)."""
+    text = str(exc) if isinstance(exc, (TaskError, ConfigError, ValueError)) else f"{type(exc).__name__}: {exc}"
+    st.error(logic.md_escape(text))
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,263 @@
+"""Per-browser-session state (engine, task source, config values, workers, runs) and the sidebar.
+
+Everything here lives in ``st.session_state``, so each browser session has its own engine
+and its own workers. Only built-in, read-only task sources are shared between sessions
+(``st.cache_resource``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from engine import OneShotMetaLearningEngine
+from engine.tasks import (
+    EXAMPLE_CSV,
+    OMNIGLOT_DIR,
+    ImageTaskSource,
+    SCMTaskSource,
+    SinusoidTaskSource,
+    TabularTaskSource,
+    TaskError,
+    TaskSource,
+)
+
+from . import logic
+from .worker import DONE, ERROR, STOPPED, Worker
+
+log = logging.getLogger(__name__)
+
+try:  # app.py routes with st.navigation: pages/ is not Streamlit's old automatic pages folder.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+except (ImportError, AttributeError):  # pragma: no cover - other Streamlit versions
+    pass
+
+WORKER_KINDS = ("train", "discovery", "direction")
+WORKER_LABELS = {
+    "train": "meta-training",
+    "discovery": "mechanism discovery",
+    "direction": "causal direction experiment",
+}
+HEARTBEAT_TIMEOUT = 30.0  # seconds without a poll from the page before a job stops itself
+POLL_SECONDS = 0.5
+
+
+def configure_torch() -> None:
+    """One intra-op torch thread per process by default (CAUSAL_EXPLORER_THREADS overrides).
+
+    The models are small and the server shares the CPU with every session: on a busy 2-core
+    machine two spinning OpenMP threads per op made training about 15x slower than one."""
+    import torch
+
+    want = int(os.environ.get("CAUSAL_EXPLORER_THREADS", "1") or 1)
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(max(1, want))
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in task sources: read-only, shared between sessions
+# ---------------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def builtin_source(kind: str, **params: Any) -> TaskSource:
+    """A built-in task source (cached: they are read-only once built)."""
+    if kind == "sinusoid":
+        return SinusoidTaskSource()
+    if kind == "scm":
+        return SCMTaskSource(**params)
+    if kind == "images":
+        zip_name = params.pop("zip_name", "images_background_small1.zip")
+        return ImageTaskSource(OMNIGLOT_DIR / zip_name, **params)
+    if kind == "example_csv":
+        target = params.get("target_column", "yield")
+        return TabularTaskSource(EXAMPLE_CSV, target, params.get("task_column", "plant"), **params.get("extra", {}))
+    raise TaskError(f"unknown built-in source {kind!r}")
+
+
+def omniglot_zips() -> list[str]:
+    return sorted(p.name for p in Path(OMNIGLOT_DIR).glob("*.zip")) if Path(OMNIGLOT_DIR).is_dir() else []
+
+
+# ---------------------------------------------------------------------------------------------
+# session state
+# ---------------------------------------------------------------------------------------------
+def source() -> TaskSource:
+    ss = st.session_state
+    if "source" not in ss:
+        ss["source"] = builtin_source("sinusoid")
+    return ss["source"]
+
+
+def set_source(src: TaskSource) -> None:
+    st.session_state["source"] = src
+    st.session_state["source_version"] = st.session_state.get("source_version", 0) + 1
+
+
+def config_values() -> dict[str, Any]:
+    ss = st.session_state
+    if "config_values" not in ss:
+        ss["config_values"] = logic.preset_values(logic.source_kind(source()))
+    return ss["config_values"]
+
+
+def engine() -> OneShotMetaLearningEngine:
+    ss = st.session_state
+    if "engine" not in ss:
+        try:
+            cfg = logic.build_config(config_values(), source())
+        except ValueError:
+            cfg = logic.build_config(logic.default_values())
+        ss["engine"] = OneShotMetaLearningEngine(cfg)
+    return ss["engine"]
+
+
+def set_engine(eng: OneShotMetaLearningEngine) -> None:
+    st.session_state["engine"] = eng
+    st.session_state["engine_version"] = st.session_state.get("engine_version", 0) + 1
+
+
+def runs() -> list[dict[str, Any]]:
+    return st.session_state.setdefault("runs", [])
+
+
+def add_run(name: str, history: dict[str, Any], config: Any, note: str = "") -> None:
+    """Keep a finished run's history for overlays (a run with the same name is replaced)."""
+    entry = {
+        "name": name,
+        "history": history,
+        "algorithm": config.algorithm.name,
+        "plain": bool(config.is_plain),
+        "config": config.to_dict(),
+        "note": note,
+    }
+    rs = runs()
+    for i, r in enumerate(rs):
+        if r["name"] == name:
+            rs[i] = entry
+            return
+    rs.append(entry)
+
+
+def session_dir() -> Path:
+    ss = st.session_state
+    if "session_dir" not in ss:
+        ss["session_dir"] = tempfile.mkdtemp(prefix="causal-explorer-")
+    return Path(ss["session_dir"])
+
+
+def worker(kind: str) -> Worker:
+    workers = st.session_state.setdefault("workers", {})
+    if kind not in workers:
+        workers[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
+    return workers[kind]
+
+
+def running_job() -> str | None:
+    """The kind of the job running in this session, if any."""
+    for kind, w in st.session_state.get("workers", {}).items():
+        if w.running:
+            return kind
+    return None
+
+
+def busy_message() -> str | None:
+    kind = running_job()
+    if kind is None:
+        return None
+    return f"The {WORKER_LABELS.get(kind, kind)} is running: stop it or wait for it before using the engine here."
+
+
+def heartbeat_all() -> None:
+    for w in st.session_state.get("workers", {}).values():
+        if w.running:
+            w.heartbeat()
+
+
+def start_job(kind: str, fn: Any, label: str, **meta: Any) -> str | None:
+    """Start a job in the session's worker of ``kind``; a message if another job runs."""
+    other = running_job()
+    if other is not None:
+        return f"The {WORKER_LABELS.get(other, other)} is still running: stop it first."
+    w = worker(kind)
+    w.start(fn, label=label, **meta)
+    st.session_state.setdefault("finalized", {})[kind] = False
+    return None
+
+
+def finalize_jobs() -> bool:
+    """Collect finished jobs' results into the session (once per job). True if one finished now."""
+    ss = st.session_state
+    done = ss.setdefault("finalized", {})
+    changed = False
+    for kind, w in ss.get("workers", {}).items():
+        if w.running or w.status not in (DONE, STOPPED, ERROR) or done.get(kind, True):
+            continue
+        done[kind] = True
+        changed = True
+        if kind == "train":
+            _finalize_training(w)
+    return changed
+
+
+def _finalize_training(w: Worker) -> None:
+    result = w.result or {}
+    engines = w.meta.get("engines", {})
+    for name, eng in engines.items():
+        hist = result.get(name)
+        if hist is None and eng.history is not None:
+            hist = eng.history.to_dict()
+        if hist and hist.get("iteration"):
+            add_run(name, hist, eng.config, note=w.stop_reason or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# sidebar: engine status, plus the heartbeat of running jobs on every page
+# ---------------------------------------------------------------------------------------------
+def sidebar() -> None:
+    finalize_jobs()
+    with st.sidebar:
+        if running_job() is not None:
+            # Polls once a second: heartbeats the job (on every page) and refreshes its progress.
+            st.fragment(_status_panel, run_every=1.0)()
+        else:
+            _status_panel()
+
+
+def _status_panel() -> None:
+    heartbeat_all()
+    if finalize_jobs():
+        st.rerun(scope="app")
+    eng = engine()
+    status = eng.status()
+    src = source()
+    st.markdown("**This session's engine**")
+    training = worker("train").running
+    rows = {
+        "Tasks": logic.source_label(src),
+        "Algorithm": status["algorithm"],
+        "Model": (
+            "training…"
+            if training
+            else f"trained, {status['trained_iterations']} iterations"
+            if status["trained_iterations"]
+            else ("built, not trained" if status["initialized"] else "not built yet")
+        ),
+        "Trained on": status["task_source"] or "–",
+        "Checkpoint": status["checkpoint"] or "none",
+        "Device": status["device"],
+    }
+    st.markdown("  \n".join(f"{k}: **{logic.md_escape(v)}**" for k, v in rows.items()))
+    kind = running_job()
+    if kind is not None:
+        w = worker(kind)
+        frac, text = logic.progress_of(w.latest)
+        st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {text}")
+        if st.button("Stop", key="sidebar_stop", width="stretch"):
+            w.stop(timeout=1.5)
+            st.rerun(scope="app")
