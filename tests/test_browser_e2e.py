@@ -2,7 +2,8 @@
 
 Starts ``streamlit run app.py`` on a free port and drives it with Playwright. Needs
 Debian's Chromium at /usr/bin/chromium (CI installs it; Playwright cannot download one
-here). Screenshots go to docs/screenshots/.
+here). Screenshots go to tests/screenshots/ (ignored by git); with UPDATE_SCREENSHOTS=1
+they go to docs/screenshots/, where the README's pictures live.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else "tests") / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

@@ -1,9 +1,9 @@
 """Uploaded pictures <-> model inputs, and model inputs -> pictures to show.
 
 The engine's image tasks store strokes as 1 and background as 0 (Omniglot is inverted on
-load because it is dark ink on white paper). An uploaded picture is converted the same way
-as ``engine/tasks/images.py`` decodes archive members: transparent pixels count as white
-paper, grayscale, LANCZOS resize to ``size`` x ``size``, scale to [0, 1]; then, per image,
+load because it is dark ink on white paper). An uploaded picture is decoded by the engine's
+``decode_image`` (transparent pixels count as white paper, grayscale, LANCZOS resize to
+``size`` x ``size``), scaled to [0, 1]; then, per image,
 it is inverted when it is mostly light (dark strokes on light paper), so strokes become 1.
 """
 
@@ -12,9 +12,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-MAX_PIXELS = 4096 * 4096  # same guard as the engine's image loader
+from engine.tasks import TaskError
+from engine.tasks.images import DEFAULT_MAX_PIXELS, decode_image
+
+MAX_PIXELS = DEFAULT_MAX_PIXELS  # same guard as the engine's image loader
 MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -29,24 +32,9 @@ def image_bytes_to_array(data: bytes, name: str = "image", size: int = 28) -> np
     if len(data) > MAX_BYTES:
         raise ImageInputError(f"{name}: the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageInputError(f"{name}: {w}x{h} pixels is more than the limit of {MAX_PIXELS}")
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                gray = Image.alpha_composite(paper, rgba).convert("L")
-            else:
-                gray = img.convert("L")
-            if gray.size != (size, size):
-                gray = gray.resize((size, size), Image.Resampling.LANCZOS)
-            arr = np.asarray(gray, dtype=np.float32) / 255.0
-    except ImageInputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageInputError(f"{name}: not a readable PNG or JPEG image ({exc})") from None
+        arr = decode_image(data, name, size, MAX_PIXELS).astype(np.float32) / 255.0
+    except TaskError as exc:
+        raise ImageInputError(str(exc)) from None
     if float(arr.mean()) > 0.5:  # dark strokes on light paper, as drawn or scanned
         arr = 1.0 - arr
     return arr[None].astype(np.float32)

@@ -96,7 +96,12 @@ def _class_keys(dirs: list[tuple[str, ...]]) -> list[tuple[str, str]]:
     return keys
 
 
-def _decode(data: bytes, member: str, size: int, max_pixels: int) -> np.ndarray:
+def decode_image(data: bytes, member: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (size, size) grayscale; transparent pixels count as white paper.
+
+    Raises TaskError naming ``member`` for corrupt files or more than ``max_pixels`` pixels.
+    Not inverted: callers decide (archives by the whole set's mean, uploads per image).
+    """
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
@@ -148,7 +153,7 @@ def _finish(
     keys = _class_keys([m[0][:-1] for m in members])
     images = np.empty((len(members), size, size), dtype=np.uint8)
     for i, (parts, handle) in enumerate(members):
-        images[i] = _decode(read(handle), "/".join(parts), size, max_pixels)
+        images[i] = decode_image(read(handle), "/".join(parts), size, max_pixels)
     uniq = sorted(set(keys))
     pos = {k: i for i, k in enumerate(uniq)}
     cls = np.fromiter((pos[k] for k in keys), dtype=np.int64, count=len(keys))
