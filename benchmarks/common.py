@@ -64,7 +64,7 @@ def write_result(name: str, payload: dict[str, Any], seed: int) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": name,
-        "command": " ".join(["python -m engine bench", name, *sys.argv[2:]])
+        "command": " ".join(["python -m engine", *sys.argv[1:]])
         if sys.argv[0].endswith("__main__.py")
         else " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
         "seed": seed,
