@@ -30,3 +30,16 @@ def test_adaptation_latency_smoke():
 
     result = adaptation_latency.main(["--runs", "2", "--learners", "PROTOTYPICAL_CAUSAL,GRADIENT_CAUSAL", "--conv-steps", "1", "--no-write"])
     assert all(r["adapt_p50_ms"] > 0 and r["adapt_flops"] > 0 for r in result["rows"])
+
+
+def test_app_latency_smoke():
+    import os
+
+    import pytest
+
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.skip("needs Debian's Chromium (CI installs it)")
+    from benchmarks import app_latency
+
+    result = app_latency.main(["--starts", "1", "--clicks", "1", "--no-write"])
+    assert result["start_median_s"] > 0 and result["adapt_median_s"] > 0

@@ -1,0 +1,174 @@
+"""App latency in a real browser (Debian's Chromium through Playwright).
+
+1. Start: from launching ``streamlit run app.py`` to the Home page being interactive
+   (connected, script idle, the demo's button visible), over ``--starts`` cold starts.
+2. Adapt: on the Home demo (its sinusoid MAML meta-trained to the end),
+   from clicking "Adapt to this point" to the adapted curve with that point shown, over
+   ``--clicks`` clicks at different x.
+
+    python -m engine bench app_latency --starts 3 --clicks 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from statistics import median
+
+import numpy as np
+
+from .common import ROOT, machine_line, update_markdown_section, write_result
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server(port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+
+
+def _button(pg, name: str):
+    return pg.locator('[data-testid="stMain"]').get_by_role("button", name=name, exact=True)
+
+
+def measure_start(p) -> float:
+    """Seconds from launching the server to an interactive Home page."""
+    port = _port()
+    t0 = time.perf_counter()
+    proc = _server(port)
+    try:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page()
+        while True:
+            try:
+                pg.goto(f"http://127.0.0.1:{port}", timeout=2000)
+                break
+            except Exception:  # server not listening yet
+                if time.perf_counter() - t0 > 120:
+                    raise
+                time.sleep(0.1)
+        pg.wait_for_selector(IDLE, timeout=120_000)
+        _button(pg, "1 · Meta-train on sinusoids").wait_for(state="visible", timeout=120_000)
+        elapsed = time.perf_counter() - t0
+        browser.close()
+        return elapsed
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def measure_adapt(p, clicks: int) -> list[float]:
+    port = _port()
+    proc = _server(port)
+    try:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(120_000)
+        for _ in range(600):
+            try:
+                pg.goto(f"http://127.0.0.1:{port}", timeout=2000)
+                break
+            except Exception:
+                time.sleep(0.2)
+        pg.wait_for_selector(IDLE)
+        _button(pg, "1 · Meta-train on sinusoids").click()
+        _button(pg, "Stop").wait_for(state="visible")
+        _button(pg, "Stop").wait_for(state="detached", timeout=600_000)  # the whole demo run
+        pg.wait_for_selector(IDLE)
+        try:
+            _button(pg, "Adapt to this point").wait_for(state="visible")
+        except Exception:
+            pg.screenshot(path="/tmp/app_latency_fail.png", full_page=True)
+            raise
+        times = []
+        for x in np.linspace(-4.5, 4.5, clicks):
+            pg.get_by_label("x", exact=True).fill(f"{x:.2f}")
+            pg.get_by_label("x", exact=True).press("Tab")
+            pg.wait_for_selector(IDLE)
+            pg.wait_for_timeout(300)
+            t0 = time.perf_counter()
+            _button(pg, "Adapt to this point").click()
+            pg.wait_for_function(
+                """(x) => [...document.querySelectorAll('.js-plotly-plot')].some(el => (el.data || []).some(
+                       t => t.name === 'your point' && t.x && Math.abs(t.x[t.x.length - 1] - x) < 0.01))""",
+                arg=float(f"{x:.2f}"),
+            )
+            times.append(time.perf_counter() - t0)
+        browser.close()
+        return times
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def markdown(r: dict) -> str:
+    return "\n".join(
+        [
+            "## App latency in the browser",
+            "",
+            "| measure | median | p95 | runs |",
+            "|---|---|---|---|",
+            f"| `streamlit run` to an interactive Home page (server start, torch import, first render) | {r['start_median_s']:.1f} s | {r['start_p95_s']:.1f} s | {len(r['start_s'])} |",
+            f"| click Adapt to the adapted curve shown (Home demo) | {1000 * r['adapt_median_s']:.0f} ms | "
+            f"{1000 * r['adapt_p95_s']:.0f} ms | {len(r['adapt_s'])} |",
+            "",
+            "The adapt time includes the Streamlit rerun, the engine's adaptation (a few ms) and the browser "
+            "redrawing the charts.",
+            "",
+            f"Machine: {machine_line(r['machine'])}. Command: `{r['command']}`.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--starts", type=int, default=3)
+    ap.add_argument("--clicks", type=int, default=20)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        starts = [measure_start(p) for _ in range(args.starts)]
+        adapts = measure_adapt(p, args.clicks)
+    result = {
+        "start_s": starts,
+        "start_median_s": median(starts),
+        "start_p95_s": float(np.percentile(starts, 95)),
+        "adapt_s": adapts,
+        "adapt_median_s": median(adapts),
+        "adapt_p95_s": float(np.percentile(adapts, 95)),
+    }
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}))
+    if not args.no_write:
+        write_result("app_latency", result, 0)
+        saved = json.loads((ROOT / "benchmarks" / "results" / "app_latency.json").read_text())
+        update_markdown_section("app_latency", markdown(saved))
+    return result
+
+
+if __name__ == "__main__":
+    main()
