@@ -15,9 +15,11 @@ from .config import (
     OneShotMetaLearningConfig,
 )
 from .engine import OneShotMetaLearningEngine, create_one_shot_meta_learning_engine
+from .mechanisms import CausalMechanism
 from .model import CausalMetaModel
 
 __all__ = [
+    "CausalMechanism",
     "CausalMechanismType",
     "CausalMetaLearner",
     "CausalMetaModel",

@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
     _add_output_options(p)
 
+    p = sub.add_parser("discover", help="discover causal mechanisms of a checkpoint by intervention")
+    p.add_argument("--checkpoint", required=True)
+    _add_source_options(p, required=False)
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split the tasks come from")
+    p.add_argument("--tasks", type=int, default=20, help="tasks to intervene on (the last quarter is held out)")
+    p.add_argument("--task-seed", type=int, default=0, help="seed of the task draw")
+    p.add_argument("--threshold", type=float, help="least strength kept (default: the checkpoint's)")
+    p.add_argument("--export", help="write the versioned mechanisms JSON here")
+    p.add_argument("--graph-html", help="write the mechanism graph as self-contained HTML here")
+    p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
+    _add_output_options(p)
+
     p = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (see BENCHMARKS.md)")
     p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
@@ -272,6 +284,61 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     return {"command": "adapt", "checkpoint": args.checkpoint, **result}
 
 
+def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
+    from .mechanism_graph import render_graph_html
+
+    engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
+    if args.threshold is not None:
+        engine.config = engine.config.replace(mechanism_threshold=args.threshold)
+        engine.learner.config = engine.config
+    source = _build_source(args, engine, engine.config.n_way)
+    tasks = source.tasks(args.split, args.tasks, seed=args.task_seed)
+    bar = None if args.quiet else _StageBar()
+    try:
+        records = engine.discover_causal_patterns_sync(tasks, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.export:
+        engine.export_mechanisms(args.export)
+    if args.graph_html:
+        truth = next((t.truth for t in tasks if getattr(t, "truth", None)), None)
+        Path(args.graph_html).write_text(render_graph_html(engine.mechanism_graph(truth=truth)), encoding="utf-8")
+    if args.save:
+        engine.save_sync(args.checkpoint)
+    return {
+        "command": "discover",
+        "checkpoint": args.checkpoint,
+        "insights": engine.get_mechanism_insights(),
+        "mechanisms": records,
+        "report": engine.discovery_report,
+        "priors": engine.causal_priors,
+        "message": f"{len(records)} mechanisms kept",
+    }
+
+
+class _StageBar:
+    """Progress of a discovery run on stderr: one tqdm bar per stage."""
+
+    def __init__(self) -> None:
+        self.bar, self.stage = None, None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if record["stage"] != self.stage:
+            self.close()
+            self.stage = record["stage"]
+            self.bar = tqdm(total=record["total"], desc=self.stage, file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = record["done"]
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def available_benchmarks() -> list[str]:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     return sorted(p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "common"))
@@ -293,7 +360,13 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "adapt": cmd_adapt, "bench": cmd_bench}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "adapt": cmd_adapt,
+    "discover": cmd_discover,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

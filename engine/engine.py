@@ -356,13 +356,20 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
                 f"Adaptation moved mechanism {top} most ({float(shift[top]) / total:.0%} of the total weight "
                 f"change); its gate went {float(gates_before[top]):.2f} -> {float(gates_after[top]):.2f}."
             )
-        return {
+        explanation = {
             "text": text,
             "mechanism_shift": shift.tolist(),
             "gates_before": gates_before.tolist(),
             "gates_after": gates_after.tolist(),
             "ranked_mechanisms": order,
         }
+        # Once discovery data exist: which features mattered (engine_causal), in words and numbers.
+        features = self._feature_explanation(state)
+        if features is not None:
+            explanation["features"] = features["features"]
+            explanation["features_text"] = features["text"]
+            explanation["text"] = f"{text} {features['text']}"
+        return explanation
 
     def predict_sync(self, x: Any, causal_mask: Any = None) -> torch.Tensor:
         """Predictions of the last adapted model (labels or values); the meta-model if none."""
@@ -410,6 +417,9 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             "feature_names": self.feature_names,
             "source": self.source_info,
             "history": self.history.to_dict() if self.history else None,
+            # measured per-mechanism rates and their effectiveness (the rates themselves are
+            # the learner's mechanism_rates buffer, saved with the weights)
+            "causal_priors": getattr(self, "_causal_priors", None) if self.config.save_mechanisms else None,
         }
         mechanisms = self._mechanisms if self.config.save_mechanisms else []
         out = save_checkpoint(path, learner.state_dict(), meta, mechanisms)
@@ -447,10 +457,19 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             raise CheckpointError(
                 f"{name}: the weights do not match the model in config.json ({' '.join(first[:3])[:300]})"
             ) from None
+        from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
+
+        try:
+            records, _ = parse_mechanisms(list(data.mechanisms))
+            priors = validate_priors(meta["causal_priors"]) if meta.get("causal_priors") else None
+        except MechanismFormatError as exc:
+            raise CheckpointError(f"{name}: the stored mechanisms are invalid ({exc})") from None
         self.__dict__.update(fresh.__dict__)
         self.source_info = meta.get("source") or {}
         self.history = TrainingHistory.from_dict(meta["history"]) if meta.get("history") else None
-        self._mechanisms = list(data.mechanisms)
+        self._mechanisms = records
+        self._causal_priors = priors
+        self._mechanism_effects, self._discovery_report = {}, None
         self.checkpoint_name = name
 
     @classmethod

@@ -28,7 +28,9 @@ def test_maml_speed_smoke():
 def test_adaptation_latency_smoke():
     from benchmarks import adaptation_latency
 
-    result = adaptation_latency.main(["--runs", "2", "--learners", "PROTOTYPICAL_CAUSAL,GRADIENT_CAUSAL", "--conv-steps", "1", "--no-write"])
+    result = adaptation_latency.main(
+        ["--runs", "2", "--learners", "PROTOTYPICAL_CAUSAL,GRADIENT_CAUSAL", "--conv-steps", "1", "--no-write"]
+    )
     assert all(r["adapt_p50_ms"] > 0 and r["adapt_flops"] > 0 for r in result["rows"])
 
 

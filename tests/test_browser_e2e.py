@@ -313,10 +313,9 @@ def test_every_page_and_screenshots(page):
     main_button(pg, "Measure the effect of each mechanism").click()
     wait_idle(pg)
     no_exception(pg)
-    if main_button(pg, "Adapt level by level").count():
-        main_button(pg, "Adapt level by level").click()
-        wait_idle(pg)
-        no_exception(pg)
+    main_button(pg, "Adapt level by level").click()
+    wait_idle(pg)
+    no_exception(pg)
     screenshot(pg, "interventions")
 
     # SCM tasks: meta-train, then discover mechanisms by intervention and draw their graph
@@ -333,24 +332,33 @@ def test_every_page_and_screenshots(page):
     wait_idle(pg)
     train_to_the_end(pg)
     goto(pg, "Mechanisms")
-    if main_button(pg, "Run discovery").count():
-        for label, presses in (("tasks", 2), ("held-out tasks", 1)):  # 16 -> 8 tasks, 8 -> 4 held out
-            pg.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{label}"]').focus()
-            for _ in range(presses):
-                pg.keyboard.press("ArrowLeft")
-            wait_idle(pg)
-        main_button(pg, "Run discovery").click()
-        pg.wait_for_selector("text=Last discovery", timeout=180_000)
+    for label, presses in (("tasks", 2), ("held-out tasks", 1)):  # 16 -> 8 tasks, 8 -> 4 held out
+        pg.locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{label}"]').focus()
+        for _ in range(presses):
+            pg.keyboard.press("ArrowLeft")
         wait_idle(pg)
-        no_exception(pg)
+    main_button(pg, "Run discovery").click()
+    pg.wait_for_selector("text=Last discovery", timeout=180_000)
+    wait_idle(pg)
+    no_exception(pg)
+    # the pyvis graph is drawn offline: vis-network paints a canvas inside the iframe
+    frame = pg.frame_locator('[data-testid="stMain"] iframe').first
+    frame.locator("canvas").first.wait_for(state="attached", timeout=30_000)
+    pg.wait_for_timeout(1500)
+    painted = frame.locator("canvas").first.evaluate(
+        """c => { if (!c.width) return 0;
+                     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                     let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+                     return n; }"""
+    )
+    assert painted > 500, f"the mechanism graph canvas is blank ({painted} painted pixels)"
     screenshot(pg, "mechanisms")
 
     goto(pg, "Causal direction")
-    if main_button(pg, "Run").count():
-        main_button(pg, "Run").click()
-        pg.wait_for_selector("text=Median σ(γ) here", timeout=120_000)
-        wait_idle(pg)
-        no_exception(pg)
+    main_button(pg, "Run").click()
+    pg.wait_for_selector("text=Median σ(γ) here", timeout=120_000)
+    wait_idle(pg)
+    no_exception(pg)
     screenshot(pg, "causal_direction")
 
 
