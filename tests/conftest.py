@@ -11,9 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-OMNIGLOT = ROOT.parent / "shared" / "data" / "omniglot"
-if not OMNIGLOT.exists():
-    OMNIGLOT = ROOT / "assets" / "omniglot"
+from engine.tasks import OMNIGLOT_DIR as OMNIGLOT  # noqa: E402  (assets/omniglot, a copy of the shared sets)
 
 torch.set_num_threads(2)
 
