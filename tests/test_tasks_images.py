@@ -25,11 +25,10 @@ from engine.tasks import (
 from engine.tasks.images import split_counts
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
-SMALL1 = SHARED_OMNIGLOT / "images_background_small1.zip"
-SMALL2 = SHARED_OMNIGLOT / "images_background_small2.zip"
+SMALL1 = OMNIGLOT_DIR / "images_background_small1.zip"
+SMALL2 = OMNIGLOT_DIR / "images_background_small2.zip"
 needs_omniglot = pytest.mark.skipif(
-    not (SMALL1.exists() and SMALL2.exists()), reason="shared Omniglot zips not present"
+    not (SMALL1.exists() and SMALL2.exists()), reason="Omniglot zips not present (assets/omniglot ships them)"
 )
 
 
