@@ -151,6 +151,20 @@ else:
         components.error_box(exc)
     else:
         st.iframe(html, height=620)
+        d = st.columns(3)
+        d[0].download_button("Download graph (HTML)", html, file_name="mechanism_graph.html", mime="text/html")
+        d[1].download_button(
+            "Download graph (GraphML)",
+            graph_module.graph_to_graphml(graph),
+            file_name="mechanism_graph.graphml",
+            mime="application/xml",
+        )
+        d[2].download_button(
+            "Download graph (JSON)",
+            graph_module.graph_to_json(graph),
+            file_name="mechanism_graph.json",
+            mime="application/json",
+        )
 
 # ------------------------------------------------------------------------------ export / import
 st.subheader("Export and import")

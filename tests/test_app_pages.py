@@ -504,6 +504,8 @@ def test_mechanisms_page_with_the_engine_discovery_table_graph_and_truth():
     assert "precision" in [m.label for m in at.metric], "scored against the SCM's truth"
     assert at.get("iframe"), "the pyvis graph"
     assert "Last discovery" in texts(at.caption)
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert {"Download graph (HTML)", "Download graph (GraphML)", "Download graph (JSON)"} <= set(downloads)
 
 
 def test_causal_direction_page_runs_the_experiment():
@@ -523,6 +525,17 @@ def test_causal_direction_page_runs_the_experiment():
     at.run()
     ok(at)
     assert at.get("plotly_chart"), "the belief curves"
+
+
+def test_causal_direction_page_learns_the_scm_graph_beside_pc():
+    at = new_app("pages/causal_direction.py")
+    at.number_input(key="cd_scm_tasks").set_value(20)
+    button(at, "Learn the graph").click()
+    at.run()
+    ok(at)
+    labels = {m.label: m.value for m in at.metric}
+    assert "SHD, learned from interventions" in labels and "SHD, PC" in labels
+    assert len(at.get("plotly_chart")) >= 3, "truth, learned and PC graphs"
 
 
 def test_interventions_hierarchical_levels(sine_engine):

@@ -14,7 +14,7 @@ import inspect
 import io
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -920,3 +920,13 @@ def belief_curves(result: Any) -> dict[str, Any] | None:
         "curves": [] if curves is None else curves.tolist(),
         "median": median.tolist(),
     }
+
+
+def learned_graph_views(result: Mapping[str, Any], truth: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Truth, the graph learned from interventional tasks, and PC's, as graphs for
+    ``figures.scm_graph_figure`` (same variable names and target, different adjacency)."""
+    base = {k: truth[k] for k in ("variable_names", "target", "parents", "children") if k in truth}
+    views = {"truth": {**base, "adjacency": truth["adjacency"]}, "learned": {**base, "adjacency": result["adjacency"]}}
+    if result.get("pc_adjacency") is not None:
+        views["PC"] = {**base, "adjacency": result["pc_adjacency"]}
+    return views
