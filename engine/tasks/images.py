@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
 
@@ -123,7 +123,9 @@ def decode_image(data: bytes, member: str, size: int, max_pixels: int = DEFAULT_
     except TaskError:
         raise
     except Exception as exc:  # PIL raises many types for broken files
-        raise TaskError(f"corrupt or unreadable image {member!r}: {exc}") from exc
+        # PIL's messages can carry object reprs ("<_io.BytesIO object at 0x...>"): keep them out.
+        reason = "not a readable PNG or JPEG" if isinstance(exc, UnidentifiedImageError) else f"damaged ({exc})"
+        raise TaskError(f"corrupt or unreadable image {member!r}: {reason}") from exc
 
 
 def _finish(
