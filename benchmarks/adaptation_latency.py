@@ -138,7 +138,16 @@ def markdown(result: dict) -> str:
             f"{r['adapt_bound_ms']:.2f} | {xb} | {r['predict_batch_p50_ms']:.2f} / {r['predict_batch_p95_ms']:.2f} | "
             f"{r['predict_per_query_p50_ms']:.3f} | {r['predict_batch_bound_ms']:.2f} | {r['predict_vs_bound']:.1f} |"
         )
-    lines += ["", f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`."]
+    lines += [
+        "",
+        "Reading the bound: the reference throughput is a batch-256 forward+backward, whose activations probably leave "
+        "the caches; a small support set can run faster than that reference, so 'x bound' below 1 means "
+        "'faster than the batched reference', not 'faster than the hardware'. On the sinusoid MLP the FLOPs are "
+        "a few thousand, so the time is all per-call overhead (Python, dispatch) and the bound is not a useful "
+        "target.",
+        "",
+        f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`.",
+    ]
     return "\n".join(lines)
 
 
