@@ -22,20 +22,9 @@ from statistics import median
 
 import numpy as np
 
+from .browser import CHROMIUM, IDLE
+from .browser import CHROMIUM_ARGS as ARGS
 from .common import ROOT, machine_line, update_markdown_section, write_result
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
 
 
 def _port() -> int:

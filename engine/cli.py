@@ -341,7 +341,7 @@ class _StageBar:
 
 def available_benchmarks() -> list[str]:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
-    return sorted(p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "common"))
+    return sorted(p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "common", "browser"))
 
 
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -187,7 +187,8 @@ class CausalMechanism:
         return cls(**clean)
 
 
-_REQUIRED = (
+# The fields every mechanism record carries, in display order (the app's table uses them).
+RECORD_FIELDS = (
     "mechanism_type",
     "source",
     "target",
@@ -235,10 +236,10 @@ def validate_record(data: Mapping[str, Any], index: int | None = None) -> dict[s
     where = "mechanism" if index is None else f"mechanism #{index}"
     if not isinstance(data, Mapping):
         raise MechanismFormatError(f"{where}: expected an object, got {type(data).__name__}")
-    missing = [k for k in _REQUIRED if k not in data]
+    missing = [k for k in RECORD_FIELDS if k not in data]
     if missing:
         raise MechanismFormatError(f"{where}: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    unknown = sorted(set(data) - set(RECORD_FIELDS) - set(_OPTIONAL))
     if unknown:
         raise MechanismFormatError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
     raw_type = data["mechanism_type"]

@@ -95,7 +95,7 @@ def delta(a: float, b: float, scale: float = 1.0, unit: str = "") -> str | None:
     return None if abs(d) < 1e-9 else f"{d:+.3g}{unit}"
 
 
-if kind == "sinusoid":
+def mse_metrics() -> None:
     m = st.columns(2)
     m[0].metric("MSE without intervention", f"{logic.mse(before, qy):.3g}")
     m[1].metric(
@@ -104,6 +104,10 @@ if kind == "sinusoid":
         delta=delta(logic.mse(after, qy), logic.mse(before, qy)),
         delta_color="inverse",
     )
+
+
+if kind == "sinusoid":
+    mse_metrics()
     components.plot(
         figures.sinusoid_figure(
             grid.ravel(),
@@ -141,14 +145,7 @@ elif eng.task_type == "classification":
 else:
     unstd = getattr(src, "unstandardise_target", lambda v: v)
     t, b, a = (np.ravel(unstd(np.ravel(v))) for v in (qy, before, after))
-    m = st.columns(2)
-    m[0].metric("MSE without intervention", f"{logic.mse(before, qy):.3g}")
-    m[1].metric(
-        "MSE with intervention",
-        f"{logic.mse(after, qy):.3g}",
-        delta=delta(logic.mse(after, qy), logic.mse(before, qy)),
-        delta_color="inverse",
-    )
+    mse_metrics()
     left, right = st.columns(2)
     with left:
         components.plot(figures.values_figure(t.tolist(), b.tolist(), a.tolist()), key="iv_values")

@@ -25,6 +25,7 @@ from engine import (
     OneShotMetaLearningConfig,
     OneShotMetaLearningEngine,
 )
+from engine.mechanisms import RECORD_FIELDS
 from engine.tasks import (
     Episode,
     ImageTaskSource,
@@ -803,17 +804,7 @@ def score_discovery(eng: OneShotMetaLearningEngine, tasks: Sequence[Task]) -> di
     return score_against_truth(eng.discovered_mechanisms, getattr(eng, "discovery_report", None) or {}, tasks)
 
 
-MECHANISM_COLUMNS = (
-    "mechanism_type",
-    "source",
-    "target",
-    "causal_strength",
-    "confidence",
-    "effectiveness",
-    "reuse_count",
-    "effect",
-    "effect_std",
-)
+MECHANISM_COLUMNS = RECORD_FIELDS  # the engine's record fields, in its order
 
 
 def mechanisms_frame(mechanisms: Sequence[dict[str, Any]]) -> pd.DataFrame:
