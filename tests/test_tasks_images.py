@@ -267,3 +267,29 @@ def test_split_counts_property(n: int, raw: tuple[int, int, int]) -> None:
     if n >= len(nonzero):
         assert all(counts[k] >= 1 for k in nonzero)
     assert all(counts[k] == 0 for k in range(3) if fractions[k] == 0)
+
+
+def test_random_shift_moves_pixels_and_keeps_ink() -> None:
+    from engine.tasks.images import random_shift
+
+    imgs = np.zeros((50, 12, 12), dtype=np.float32)
+    imgs[:, 5:7, 5:7] = 1.0  # a blob away from the border: a shift of <= 2 keeps all of it
+    out = random_shift(imgs, 2, np.random.default_rng(0))
+    assert out.shape == imgs.shape
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), 4.0)
+    centres = {tuple(np.argwhere(o > 0).min(axis=0)) for o in out}
+    assert len(centres) > 5  # different images get different shifts
+    assert all(3 <= r <= 7 and 3 <= c <= 7 for r, c in centres)
+
+
+@needs_omniglot
+def test_augment_shift_applies_to_training_tasks_only() -> None:
+    plain = ImageTaskSource(SMALL1, n_way=5)
+    aug = ImageTaskSource(SMALL1, n_way=5, augment_shift=2)
+    for split, same in (("train", False), ("test", True)):
+        a = plain.episodes(split, 1, 1, 2, seed=7)[0]
+        b = aug.episodes(split, 1, 1, 2, seed=7)[0]
+        assert a.task_name == b.task_name  # same classes; only the pixels may move
+        assert torch.equal(a.support_x, b.support_x) is same
+    with pytest.raises(TaskError, match="augment_shift"):
+        ImageTaskSource(SMALL1, augment_shift=9)

@@ -315,6 +315,16 @@ def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     return counts[0], counts[1], counts[2]
 
 
+def random_shift(imgs: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each (S, S) image by up to ``max_shift`` pixels per axis, filling with 0
+    (training-split augmentation: a character drawn a little off-centre is the same class)."""
+    n, h, w = imgs.shape
+    pad = np.zeros((n, h + 2 * max_shift, w + 2 * max_shift), dtype=imgs.dtype)
+    pad[:, max_shift : max_shift + h, max_shift : max_shift + w] = imgs
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
+    return np.stack([pad[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
 class ImageTask(Task):
     """An N-way task over a fixed set of classes; labels are 0..N-1."""
 
@@ -325,6 +335,7 @@ class ImageTask(Task):
         class_ids: list[int],
         class_names: list[str],
         group: str | None,
+        split: str = "train",
     ) -> None:
         super().__init__(
             name=name,
@@ -336,6 +347,7 @@ class ImageTask(Task):
         )
         self.source = source
         self.class_ids = class_ids  # ids into source's (possibly rotated) class table
+        self.split = split
 
     def sample_episode(self, support_shots: int, query_shots: int, rng: np.random.Generator) -> Episode:
         check_shots(support_shots, query_shots)
@@ -351,6 +363,8 @@ class ImageTask(Task):
                 )
             pick = rows[rng.choice(len(rows), size=need, replace=False)]
             imgs = src._pixels(pick, src._rotation[cid])
+            if src.augment_shift and self.split == "train":
+                imgs = random_shift(imgs, src.augment_shift, rng)
             sx.append(imgs[:support_shots])
             qx.append(imgs[support_shots:])
             sy.append(np.full(support_shots, label, dtype=np.int64))
@@ -391,6 +405,7 @@ class ImageTaskSource(TaskSource):
         seed: int = 0,
         max_images: int = DEFAULT_MAX_IMAGES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        augment_shift: int = 0,
     ) -> None:
         if isinstance(n_way, bool) or not isinstance(n_way, (int, np.integer)) or n_way < 2:
             raise TaskError(f"n_way must be an integer >= 2, got {n_way!r}")
@@ -401,6 +416,13 @@ class ImageTaskSource(TaskSource):
         self.n_way = int(n_way)
         self.image_size = int(image_size)
         self.rotations = bool(rotations)
+        if (
+            isinstance(augment_shift, bool)
+            or not isinstance(augment_shift, (int, np.integer))
+            or not 0 <= augment_shift <= 8
+        ):
+            raise TaskError(f"augment_shift must be an integer in [0, 8] pixels, got {augment_shift!r}")
+        self.augment_shift = int(augment_shift)
         self.within_group = bool(within_group)
         self.seed = int(seed)
         self.input_shape = (1, self.image_size, self.image_size)
@@ -524,6 +546,7 @@ class ImageTaskSource(TaskSource):
             class_ids=chosen,
             class_names=names,
             group=group,
+            split=split,
         )
 
     def describe(self) -> dict:
@@ -533,6 +556,7 @@ class ImageTaskSource(TaskSource):
             n_way=self.n_way,
             image_size=self.image_size,
             rotations=self.rotations,
+            augment_shift=self.augment_shift,
             within_group=self.within_group,
             groups=list(self.groups),
             classes={s: self.num_classes(s) for s in SPLITS},
