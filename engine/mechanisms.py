@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_RECORDS = 100_000
 MAX_NAME_CHARS = 500
+MAX_REUSE_COUNT = 2**63 - 1  # fits an int64 column
 MIN_BOOTSTRAP = 200
 STRENGTH_MAP = "causal_strength = 1 - exp(-max(effect, 0) / scale), scale = mean adapted query loss of the run"
 
@@ -255,13 +256,19 @@ def validate_record(data: Mapping[str, Any], index: int | None = None) -> dict[s
         value = data[name]
         if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
             raise MechanismFormatError(f"{where}: {name} must be a non-empty string of at most {MAX_NAME_CHARS} chars")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # a lone surrogate ("\ud800") parses from JSON but cannot be written as UTF-8 later
+            raise MechanismFormatError(f"{where}: {name} is not valid Unicode text") from None
         out[name] = value
     out["causal_strength"] = _number(data, "causal_strength", where, 0.0, 1.0)
     out["confidence"] = _number(data, "confidence", where, 0.0, 1.0)
     out["effectiveness"] = None if data["effectiveness"] is None else _number(data, "effectiveness", where, -1.0, 1.0)
     reuse = data["reuse_count"]
-    if isinstance(reuse, bool) or not isinstance(reuse, int) or reuse < 0:
-        raise MechanismFormatError(f"{where}: reuse_count must be an integer >= 0, got {reuse!r}")
+    if isinstance(reuse, bool) or not isinstance(reuse, int) or not 0 <= reuse <= MAX_REUSE_COUNT:
+        shown = reuse if not isinstance(reuse, int) or reuse.bit_length() < 100 else "a huge integer"
+        raise MechanismFormatError(f"{where}: reuse_count must be an integer in [0, {MAX_REUSE_COUNT}], got {shown!r}")
     out["reuse_count"] = int(reuse)
     out["effect"] = _number(data, "effect", where, -1e12, 1e12)
     out["effect_std"] = _number(data, "effect_std", where, 0.0, 1e12)
@@ -326,6 +333,24 @@ def _reject_constant(name: str) -> Any:
     raise MechanismFormatError(f"the file contains {name}, which is not a valid number")
 
 
+_BOM_AND_SPACE = "\ufeff \t\r\n"
+
+
+def _read_capped(p: Path) -> bytes:
+    """The bytes of a mechanisms file, refusing it before reading when it is over the cap."""
+    shown = str(p) if len(str(p)) <= 200 else str(p)[:200] + "..."
+    try:
+        if not p.is_file():
+            raise MechanismFormatError(f"mechanisms file not found: {shown!r}")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise MechanismFormatError(f"{p.name} is {size} bytes, more than the limit of {MAX_FILE_BYTES}")
+        with open(p, "rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)  # the bytes check below catches a file that grew
+    except OSError as exc:  # a name too long for the file system, no permission, ...
+        raise MechanismFormatError(f"cannot read the mechanisms file {shown!r} ({exc.strerror or exc})") from None
+
+
 def parse_mechanisms(source: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Validate mechanisms given as a path, JSON text/bytes, a document dict, or a list of
     records (dicts or CausalMechanism). Returns (records, priors block or None).
@@ -334,28 +359,26 @@ def parse_mechanisms(source: Any) -> tuple[list[dict[str, Any]], dict[str, Any] 
     state only on success never half-imports."""
     doc: Any = source
     if isinstance(source, (str, os.PathLike)) and not (
-        isinstance(source, str) and source.lstrip().startswith(("{", "["))
+        isinstance(source, str) and source.lstrip(_BOM_AND_SPACE).startswith(("{", "["))
     ):
-        p = Path(source)
-        if not p.is_file():
-            raise MechanismFormatError(f"mechanisms file not found: {str(p)!r}")
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise MechanismFormatError(f"{p.name} is {size} bytes, more than the limit of {MAX_FILE_BYTES}")
-        doc = p.read_bytes()
+        doc = _read_capped(Path(source))
     if isinstance(doc, (bytes, bytearray)):
         if len(doc) > MAX_FILE_BYTES:
             raise MechanismFormatError(f"the mechanisms file is larger than {MAX_FILE_BYTES} bytes")
         try:
-            doc = doc.decode("utf-8")
+            doc = bytes(doc).decode("utf-8-sig")  # a leading byte-order mark is allowed
         except UnicodeDecodeError:
             raise MechanismFormatError("the mechanisms file is not UTF-8 text") from None
     if isinstance(doc, str):
         if len(doc) > MAX_FILE_BYTES:
             raise MechanismFormatError(f"the mechanisms text is larger than {MAX_FILE_BYTES} bytes")
         try:
-            doc = json.loads(doc, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
+            doc = json.loads(doc.lstrip("\ufeff"), parse_constant=_reject_constant)
+        except MechanismFormatError:
+            raise
+        except RecursionError:
+            raise MechanismFormatError("the mechanisms file is nested too deeply to be a mechanisms document") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer with more digits than Python converts
             raise MechanismFormatError(f"the mechanisms file is not valid JSON ({exc})") from None
     priors = None
     if isinstance(doc, Mapping):
