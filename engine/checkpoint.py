@@ -75,13 +75,14 @@ def save_checkpoint(
                 fh.flush()
                 os.fsync(fh.fileno())
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = previous_copy(path)
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+            shutil.rmtree(previous_copy(path), ignore_errors=True)  # left by a save killed mid-swap
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -98,37 +99,73 @@ def checkpoint_zip_bytes(path: str | Path) -> bytes:
     return buf.getvalue()
 
 
+def previous_copy(path: Path) -> Path:
+    """Where ``save_checkpoint`` parks the previous checkpoint folder while it swaps in the new."""
+    return path.with_name(f".{path.name}.old")
+
+
 def _read_files(path: Path) -> dict[str, bytes]:
+    if not path.exists() and previous_copy(path).is_dir():
+        # A save was killed between its two renames: the last complete checkpoint is here.
+        path = previous_copy(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         out = {}
         for name in (WEIGHTS, CONFIG, MECHANISMS):
             f = path / name
-            if f.exists():
-                out[name] = f.read_bytes()
+            if not f.exists():
+                continue
+            if not f.is_file():
+                raise CheckpointError(f"{path}: {name} is not a regular file")
+            cap = MAX_WEIGHTS_BYTES if name == WEIGHTS else MAX_JSON_BYTES
+            try:
+                if f.stat().st_size > cap:
+                    raise CheckpointError(f"{path}: {name} is larger than {cap} bytes")
+                with open(f, "rb") as fh:
+                    data = fh.read(cap + 1)
+            except OSError as exc:
+                raise CheckpointError(f"{path}: cannot read {name} ({exc.strerror or exc})") from None
+            if len(data) > cap:
+                raise CheckpointError(f"{path}: {name} is larger than {cap} bytes")
+            out[name] = data
         return out
-    return read_checkpoint_zip(path.read_bytes(), path.name)
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is neither a checkpoint folder nor a zip file")
+    return read_checkpoint_zip(path, path.name)
 
 
-def read_checkpoint_zip(data: bytes, label: str = "checkpoint") -> dict[str, bytes]:
-    """The checkpoint files inside zip bytes; other members are ignored, sizes are capped."""
+def _unsafe_member(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+
+
+def read_checkpoint_zip(data: bytes | Path, label: str = "checkpoint") -> dict[str, bytes]:
+    """The checkpoint files inside a zip (bytes, or a path opened in place); other members
+    are ignored, sizes are capped, member paths that climb out ("..", absolute) and a
+    checkpoint file given twice are refused. Nothing is ever extracted to disk."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+        zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError):
         raise CheckpointError(f"{label} is neither a checkpoint folder nor a zip file") from None
     out = {}
     with zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:
+            if _unsafe_member(info.filename):
+                raise CheckpointError(f"{label}: the zip holds an unsafe member path {info.filename[:200]!r}")
+        for info in infos:
             name = info.filename.rsplit("/", 1)[-1]
             if name not in (WEIGHTS, CONFIG, MECHANISMS) or info.is_dir():
                 continue
+            if name in out:
+                raise CheckpointError(f"{label}: the zip holds more than one {name}")
             cap = MAX_WEIGHTS_BYTES if name == WEIGHTS else MAX_JSON_BYTES
             if info.file_size > cap:
                 raise CheckpointError(f"{label}: {name} is larger than {cap} bytes")
             try:
                 out[name] = zf.read(info)
-            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
                 raise CheckpointError(f"{label}: {name} is damaged ({exc})") from None
     return out
 
@@ -165,6 +202,8 @@ def _parse_json(data: bytes, name: str, label: str) -> Any:
         raise CheckpointError(f"{label}: {name} is larger than {MAX_JSON_BYTES} bytes")
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise CheckpointError(f"{label}: {name} is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise CheckpointError(f"{label}: {name} is not valid JSON ({exc})") from None
 

@@ -119,21 +119,11 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         torch.manual_seed(self.config.seed)
         if task_type is None:
             task_type = "classification" if self.config.algorithm in _EMBEDDING_ALGORITHMS else "regression"
-        embedding_only = self.config.algorithm in _EMBEDDING_ALGORITHMS
         shape = (input_dim,) if isinstance(input_dim, int) else tuple(input_dim)
         if input_gates is None:
             # Sparse input gates make sense for named feature vectors with more than one column.
             input_gates = feature_names is not None and len(shape) == 1 and shape[0] > 1
-        model = CausalMetaModel(
-            input_dim,
-            self.config.hidden_dim,
-            0 if embedding_only else output_dim,
-            self.config.num_mechanisms,
-            encoder=self.config.encoder,
-            input_gates=input_gates,
-            conv_channels=self.config.conv_channels,
-        )
-        learner = make_learner(model, self.config, task_type)  # raises for regression + embedding learner
+        model, learner = _build_learner(self.config, input_dim, output_dim, task_type, input_gates)
         self.model, self.learner = model.to(self.device), learner.to(self.device)
         self.task_type, self.feature_names = task_type, feature_names
         self.output_dim = output_dim
@@ -435,28 +425,31 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         self._load_data(parse_checkpoint_files(read_checkpoint_zip(data, name), name), name)
 
     def _load_data(self, data: Any, name: str) -> None:
+        """Check everything first, then swap it in: a refused checkpoint changes nothing."""
         meta = data.meta
         try:
             config = OneShotMetaLearningConfig.from_dict({**meta["config"], "device": self.config.device})
             model_args = dict(meta["model"])
-            fresh = OneShotMetaLearningEngine(config)
-            fresh.initialize_sync(
-                model_args["input_dim"],
-                int(meta.get("output_dim") or model_args["output_dim"]),
-                meta["task_type"],
-                feature_names=meta.get("feature_names"),
-                input_gates=bool(model_args.get("input_gates", False)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            input_dim = model_args["input_dim"]
+            output_dim = int(meta.get("output_dim") or model_args["output_dim"])
+            input_gates = bool(model_args.get("input_gates", False))
+            # The model config.json describes, built on the meta device (no memory), so that a
+            # config claiming a 10^10-wide layer is compared with the weights, never allocated.
+            with torch.device("meta"):
+                _, shadow = _build_learner(config, input_dim, output_dim, meta["task_type"], input_gates)
+            expected = shadow.state_dict()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{name}: config.json does not describe a valid model ({exc})") from None
-        assert fresh.learner is not None
-        try:
-            fresh.learner.load_state_dict(data.tensors, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            raise CheckpointError(
-                f"{name}: the weights do not match the model in config.json ({' '.join(first[:3])[:300]})"
-            ) from None
+        _check_tensors(data.tensors, expected, name)
+        history = _history_from_meta(meta.get("history"), name)
+        feature_names = meta.get("feature_names")
+        if feature_names is not None and (
+            not isinstance(feature_names, list) or not all(isinstance(f, str) for f in feature_names)
+        ):
+            raise CheckpointError(f"{name}: config.json feature_names must be a list of strings")
+        source_info = meta.get("source") or {}
+        if not isinstance(source_info, dict):
+            raise CheckpointError(f"{name}: config.json source must be an object")
         from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
 
         try:
@@ -464,9 +457,13 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             priors = validate_priors(meta["causal_priors"]) if meta.get("causal_priors") else None
         except MechanismFormatError as exc:
             raise CheckpointError(f"{name}: the stored mechanisms are invalid ({exc})") from None
+        fresh = OneShotMetaLearningEngine(config)
+        fresh.initialize_sync(input_dim, output_dim, meta["task_type"], feature_names, input_gates)
+        assert fresh.learner is not None
+        fresh.learner.load_state_dict(data.tensors, strict=True)  # names, shapes and dtypes checked above
         self.__dict__.update(fresh.__dict__)
-        self.source_info = meta.get("source") or {}
-        self.history = TrainingHistory.from_dict(meta["history"]) if meta.get("history") else None
+        self.source_info = source_info
+        self.history = history
         self._mechanisms = records
         self._causal_priors = priors
         self._mechanism_effects, self._discovery_report = {}, None
@@ -492,6 +489,78 @@ _EMBEDDING_ALGORITHMS = (
     MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL,
     MetaLearningAlgorithm.RELATION_CAUSAL,
 )
+
+
+def _build_learner(
+    config: OneShotMetaLearningConfig,
+    input_dim: int | Sequence[int],
+    output_dim: int,
+    task_type: str,
+    input_gates: bool,
+) -> tuple[CausalMetaModel, CausalMetaLearner]:
+    embedding_only = config.algorithm in _EMBEDDING_ALGORITHMS
+    model = CausalMetaModel(
+        input_dim,
+        config.hidden_dim,
+        0 if embedding_only else output_dim,
+        config.num_mechanisms,
+        encoder=config.encoder,
+        input_gates=input_gates,
+        conv_channels=config.conv_channels,
+    )
+    return model, make_learner(model, config, task_type)  # raises for regression + embedding learner
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], name: str) -> None:
+    """The weights must be exactly the tensors of the model config.json describes: same names,
+    shapes and dtypes (no silent casts of int or bool data into weights), all finite."""
+    missing = [k for k in expected if k not in tensors]
+    extra = [k for k in tensors if k not in expected]
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + (
+            [f"unexpected {', '.join(extra[:5])}"] if extra else []
+        )
+        raise CheckpointError(f"{name}: the weights do not match the model in config.json ({'; '.join(parts)})")
+    for key, want in expected.items():
+        got = tensors[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{name}: the weights do not match the model in config.json "
+                f"({key} has shape {list(got.shape)}, the model needs {list(want.shape)})"
+            )
+        if got.dtype != want.dtype:
+            raise CheckpointError(f"{name}: {key} has dtype {got.dtype}, the model needs {want.dtype}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise CheckpointError(f"{name}: {key} holds NaN or infinite values")
+
+
+def _history_from_meta(raw: Any, name: str) -> TrainingHistory | None:
+    """The training curves stored in config.json, checked (resuming appends to them)."""
+    if not raw:
+        return None
+
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{name}: config.json history is malformed ({why})")
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("metric_name"), str):
+        raise bad("an object with a metric_name is expected")
+    history = TrainingHistory.from_dict(raw)
+    for key in ("iteration", "val_iteration", "train_loss", "train_metric", "elapsed", "val_loss", "val_metric"):
+        values = getattr(history, key)
+        integral = key.endswith("iteration")
+        kinds = (int,) if integral else (int, float)
+        if not isinstance(values, list) or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+            raise bad(f"{key} must be a list of {'integers' if integral else 'numbers'}")
+    if any(b <= a for a, b in zip(history.iteration, history.iteration[1:], strict=False)):
+        raise bad("iteration must increase")
+    for keys, ref in (
+        (("train_loss", "train_metric", "elapsed"), "iteration"),
+        (("val_loss", "val_metric"), "val_iteration"),
+    ):
+        for key in keys:
+            if len(getattr(history, key)) != len(getattr(history, ref)):
+                raise bad(f"{key} and {ref} differ in length")
+    return history
 
 
 def create_one_shot_meta_learning_engine(
