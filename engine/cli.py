@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,46 @@ from .engine import OneShotMetaLearningEngine
 from .tasks import TaskError, TaskSource, make_task_source
 
 _TYPES = {"int": int, "float": float, "str": str}
+_SEED_RANGE = (0, 2**31 - 1)
+# Fields fixed by the weights: a resumed run cannot change them.
+_ARCHITECTURE = ("algorithm", "hidden_dim", "num_mechanisms", "encoder", "conv_channels")
+
+
+def ranged(kind: type, low: float, high: float) -> Any:
+    """An argparse type that parses ``kind`` and checks ``low <= value <= high``, so that a bad
+    value is reported by argparse as ``argument --flag: must be ... in [low, high]; got ...``."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {what} in [{low:g}, {high:g}]; got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (defaults as in OneShotMetaLearningConfig)")
     for f in dataclasses.fields(OneShotMetaLearningConfig):
         flag = "--" + f.name.replace("_", "-")
+        bounds = OneShotMetaLearningConfig.field_range(f.name)
         if f.type == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=FIELD_HELP[f.name])
         elif f.name == "algorithm":
             group.add_argument(flag, default=None, help=FIELD_HELP[f.name])
+        elif bounds is not None:
+            low, high = bounds
+            group.add_argument(
+                flag,
+                type=ranged(_TYPES[f.type], low, high),
+                default=None,
+                help=f"{FIELD_HELP[f.name]} Range [{low:g}, {high:g}].",
+            )
         else:
             group.add_argument(flag, type=_TYPES[f.type], default=None, help=FIELD_HELP[f.name])
 
@@ -74,27 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     _add_source_options(p, required=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
-    p.add_argument("--support-shots", type=int, help="override the checkpoint's support shots")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--episodes", type=ranged(int, 1, 100_000), default=100)
+    p.add_argument(
+        "--steps", type=ranged(int, 0, 1000), help="adaptation steps (default: the checkpoint's adaptation_steps)"
+    )
+    p.add_argument("--support-shots", type=ranged(int, 1, 100), help="override the checkpoint's support shots")
+    p.add_argument("--seed", type=ranged(int, *_SEED_RANGE), default=1234)
     _add_output_options(p)
 
     p = sub.add_parser("adapt", help="adapt a checkpoint to one new task and show its predictions")
     p.add_argument("--checkpoint", required=True)
     _add_source_options(p, required=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--task-seed", type=int, default=0, help="which held-out task (seed of its draw)")
-    p.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's adaptation_steps)")
+    p.add_argument(
+        "--task-seed", type=ranged(int, *_SEED_RANGE), default=0, help="which held-out task (seed of its draw)"
+    )
+    p.add_argument(
+        "--steps", type=ranged(int, 0, 1000), help="adaptation steps (default: the checkpoint's adaptation_steps)"
+    )
     _add_output_options(p)
 
     p = sub.add_parser("discover", help="discover causal mechanisms of a checkpoint by intervention")
     p.add_argument("--checkpoint", required=True)
     _add_source_options(p, required=False)
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split the tasks come from")
-    p.add_argument("--tasks", type=int, default=20, help="tasks to intervene on (the last quarter is held out)")
-    p.add_argument("--task-seed", type=int, default=0, help="seed of the task draw")
-    p.add_argument("--threshold", type=float, help="least strength kept (default: the checkpoint's)")
+    p.add_argument(
+        "--tasks",
+        type=ranged(int, 1, 10_000),
+        default=20,
+        help="tasks to intervene on (the last quarter is held out)",
+    )
+    p.add_argument("--task-seed", type=ranged(int, *_SEED_RANGE), default=0, help="seed of the task draw")
+    p.add_argument("--threshold", type=ranged(float, 0, 1), help="least strength kept (default: the checkpoint's)")
     p.add_argument("--export", help="write the versioned mechanisms JSON here")
     p.add_argument("--graph-html", help="write the mechanism graph as self-contained HTML here")
     p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
@@ -151,9 +193,14 @@ def _build_source(args: argparse.Namespace, engine: OneShotMetaLearningEngine | 
         recorded = (engine.source_info if engine else {}) or {}
         if "cli_source" not in recorded:
             raise TaskError("give --source (the checkpoint does not record how its task source was built)")
-        kw = dict(recorded["cli_args"])
-        if "split_fractions" in kw:
-            kw["split_fractions"] = tuple(kw["split_fractions"])
+        try:
+            kw = dict(recorded["cli_args"])
+            if not all(isinstance(k, str) for k in kw):
+                raise TypeError("argument names must be strings")
+            if "split_fractions" in kw:
+                kw["split_fractions"] = tuple(kw["split_fractions"])
+        except (TypeError, ValueError):
+            raise TaskError("the checkpoint's recorded task source is malformed: give --source") from None
         return make_task_source(recorded["cli_source"], **kw)
     return make_task_source(args.source, **_source_kwargs(args, n_way))
 
@@ -230,6 +277,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             for f in dataclasses.fields(OneShotMetaLearningConfig)
             if getattr(args, f.name, None) is not None
         }
+        for name in _ARCHITECTURE:
+            if name in overrides and str(overrides[name]).upper() != str(getattr(engine.config, name)).upper():
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint's weights "
+                    f"were built for {name}={getattr(engine.config, name)} (train a new model instead)"
+                )
         engine.config = engine.config.replace(**overrides)
         engine.learner.config = engine.config
     else:
@@ -237,6 +290,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     source = make_task_source(args.source, **_source_kwargs(args, engine.config.n_way))
     if not args.resume:
         engine.initialize_for_source(source)
+    elif engine._incompatible(source):
+        # meta_train would silently start a fresh model: say so instead.
+        assert engine.model is not None
+        raise TaskError(
+            f"--resume: the checkpoint's model takes {engine.task_type} tasks with input shape "
+            f"{list(engine.model.input_shape)} and {engine.output_dim} output(s), but --source {args.source} gives "
+            f"{source.task_type} tasks with input shape {list(source.input_shape)} and {source.output_dim}"
+        )
     engine.source_info = {
         **source.describe(),
         "cli_source": args.source,
@@ -371,7 +432,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (argparse has printed why on stderr)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         result = COMMANDS[args.command](args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
