@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import io
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from engine.tasks import (
     TaskError,
     TaskSource,
 )
+from engine.tasks.tabular import read_csv
 
 from .worker import Worker
 
@@ -290,12 +290,7 @@ def read_csv_upload(data: bytes, name: str = "the CSV") -> pd.DataFrame:
     """Parse an uploaded CSV; every problem is a TaskError with a readable message."""
     if not data:
         raise TaskError(f"{name} is empty")
-    try:
-        df = pd.read_csv(io.BytesIO(data))
-    except pd.errors.EmptyDataError:
-        raise TaskError(f"{name} is empty (no header row)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise TaskError(f"{name} could not be parsed as CSV: {exc}") from None
+    df = read_csv(bytes(data), name)  # the engine's reader: encoding, size and shape checks
     df.columns = [str(c) for c in df.columns]
     if len(df.columns) < 3:
         raise TaskError(

@@ -15,10 +15,16 @@ Task split: tasks (not rows) are shuffled with ``seed`` and divided by ``split_f
 each split with a nonzero fraction gets at least one task. With fewer than 3 tasks there
 cannot be three disjoint splits: with 1 task every split is that task (nothing is held
 out), with 2 tasks train gets one and val and test share the other.
+
+Input checks (``read_csv``): the CSV must be UTF-8 text (a byte-order mark is fine) with a
+header row of distinct names and rows no longer than the header; at most MAX_CSV_BYTES
+bytes, MAX_ROWS data rows, MAX_COLUMNS columns and MAX_CLASSES classes. Cells are plain
+data (a cell such as ``=cmd|...`` is just text). Every problem raises TaskError naming it.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 from pathlib import Path
@@ -31,34 +37,120 @@ import torch
 from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
 from .images import _check_fractions, split_counts
 
-CsvInput = str | os.PathLike | io.IOBase | pd.DataFrame
+CsvInput = str | os.PathLike | bytes | io.IOBase | pd.DataFrame
 MAX_CLASSES_AUTO = 10  # auto task_type: at most this many distinct values -> classification
+# Limits on what a CSV may hold (the app's uploads are also capped by .streamlit/config.toml).
+MAX_CSV_BYTES = 64 * 1024 * 1024  # size of the CSV text
+MAX_ROWS = 200_000  # data rows
+MAX_COLUMNS = 1_000  # columns, including the target and task columns
+MAX_CLASSES = 100  # distinct target values of a classification target (one output each)
 
 
-def _read(data: Any) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data.copy()
+def _csv_text(data: Any, name: str) -> str:
+    """The CSV's text: UTF-8 (a byte-order mark is fine), at most MAX_CSV_BYTES."""
     if isinstance(data, (str, os.PathLike)):
         p = Path(data).expanduser()
         if not p.exists():
             raise TaskError(f"CSV file not found: {str(p)!r}")
         if p.is_dir():
             raise TaskError(f"expected a CSV file, got a folder: {str(p)!r}")
-        if p.stat().st_size == 0:
-            raise TaskError(f"the CSV file is empty: {str(p)!r}")
-        src: Any = p
-    elif isinstance(data, (bytes, bytearray)):
-        src = io.BytesIO(bytes(data))
+        if p.stat().st_size > MAX_CSV_BYTES:
+            raise TaskError(f"{name} is {p.stat().st_size} bytes, more than MAX_CSV_BYTES={MAX_CSV_BYTES}")
+        raw: Any = p.read_bytes()
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
     elif hasattr(data, "read"):
-        src = data
+        raw = data.read(MAX_CSV_BYTES + 1)
     else:
         raise TaskError(f"expected a CSV path, a file object or a DataFrame, got {type(data).__name__}")
+    if len(raw) > MAX_CSV_BYTES:
+        raise TaskError(f"{name} is larger than MAX_CSV_BYTES={MAX_CSV_BYTES} bytes")
+    if isinstance(raw, str):  # a text buffer
+        text = raw
+    elif isinstance(raw, (bytes, bytearray)):
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise TaskError(f"{name} is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
+        if b"\x00" in raw:
+            raise TaskError(f"{name} contains NUL bytes: it is a binary file or UTF-16 text, not a UTF-8 CSV")
+        try:
+            text = bytes(raw).decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is fine
+        except UnicodeDecodeError as exc:
+            raise TaskError(
+                f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position {exc.start}); save it as UTF-8"
+            ) from None
+    else:
+        raise TaskError(f"reading {name} gave {type(raw).__name__}, not text or bytes")
+    if not text.strip():
+        raise TaskError(f"{name} is empty (no header row)")
+    if "\x00" in text:
+        raise TaskError(f"{name} contains NUL characters: it looks like a binary file, not CSV text")
+    return text
+
+
+def _header(text: str, name: str) -> list[str]:
+    """The first non-blank record of the CSV (the column names as written)."""
     try:
-        return pd.read_csv(src)
-    except pd.errors.EmptyDataError as exc:
-        raise TaskError("the CSV is empty (no header row)") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TaskError(f"the CSV could not be parsed: {exc}") from exc
+        for record in csv.reader(io.StringIO(text)):
+            if record:
+                return record
+    except csv.Error as exc:
+        raise TaskError(f"{name} could not be parsed: {exc}") from None
+    raise TaskError(f"{name} is empty (no header row)")
+
+
+def read_csv(data: Any, name: str = "the CSV") -> pd.DataFrame:
+    """Parse a CSV (path, bytes, text or binary file object) into a DataFrame.
+
+    Every problem is a TaskError naming it: missing file, empty, not UTF-8, binary,
+    unparsable, ragged rows, duplicate column names, more than MAX_CSV_BYTES bytes,
+    MAX_COLUMNS columns or MAX_ROWS rows. Cells are data: nothing in them is evaluated.
+    """
+    text = _csv_text(data, name)
+    header = _header(text, name)
+    if len(header) > MAX_COLUMNS:
+        raise TaskError(f"{name} has {len(header)} columns, more than MAX_COLUMNS={MAX_COLUMNS}")
+    named = [h for h in header if h != ""]
+    dups = sorted({h for h in named if named.count(h) > 1})
+    if dups:
+        raise TaskError(f"{name} has duplicate column names {dups}; every column needs its own name")
+    try:
+        df = pd.read_csv(io.StringIO(text), nrows=MAX_ROWS + 1)
+    except pd.errors.EmptyDataError:
+        raise TaskError(f"{name} is empty (no header row)") from None
+    except (ValueError, csv.Error, OverflowError) as exc:  # ParserError is a ValueError
+        raise TaskError(f"{name} could not be parsed: {str(exc).strip()}") from None
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas takes the first column as the index when every row has one field too many.
+        raise TaskError(f"{name} has rows with more fields than the header has column names")
+    _check_size(df, name)
+    return df
+
+
+def _check_size(df: pd.DataFrame, name: str) -> None:
+    if df.shape[1] > MAX_COLUMNS:
+        raise TaskError(f"{name} has {df.shape[1]} columns, more than MAX_COLUMNS={MAX_COLUMNS}")
+    if len(df) > MAX_ROWS:
+        raise TaskError(f"{name} has more than MAX_ROWS={MAX_ROWS} data rows")
+
+
+def _read(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        _check_size(data, "the table")
+        return data.copy()
+    if isinstance(data, (str, os.PathLike)):
+        p = Path(data).expanduser()
+        if p.is_file() and p.stat().st_size == 0:
+            raise TaskError(f"the CSV file is empty: {str(p)!r}")
+    return read_csv(data)
+
+
+def _looks_headerless(cols: list[str]) -> bool:
+    """True when every column name reads as a number: the first row is probably data."""
+    try:
+        [float(c) for c in cols]
+    except ValueError:
+        return False
+    return True
 
 
 class TabularTask(Task):
@@ -168,11 +260,17 @@ class TabularTaskSource(TaskSource):
         df = _read(data)
         df.columns = [str(c) for c in df.columns]
         cols = list(df.columns)
+        dups = sorted({c for c in cols if cols.count(c) > 1})
+        if dups:
+            raise TaskError(f"duplicate column names {dups}; every column needs its own name")
         if len(df) == 0:
             raise TaskError("the CSV has a header but no data rows")
         for what, col in (("target", target_column), ("task", task_column)):
             if col not in cols:
-                raise TaskError(f"unknown {what} column {col!r}; columns are {cols}")
+                hint = " (the first row holds numbers: the CSV needs a header row of names)"
+                raise TaskError(
+                    f"unknown {what} column {col!r}; columns are {cols}" + (hint if _looks_headerless(cols) else "")
+                )
         if target_column == task_column:
             raise TaskError("the target column and the task column must differ")
         self.target_column = target_column
@@ -200,7 +298,7 @@ class TabularTaskSource(TaskSource):
             if n_bad:
                 bad[c] = n_bad
         if bad:
-            raise TaskError(f"missing or non-finite values (NaN/inf) in columns: {bad}")
+            raise TaskError(f"missing or non-finite values (NaN/inf, empty cells, short rows) in columns: {bad}")
 
         target = df[target_column]
         is_float = pd.api.types.is_float_dtype(target)
@@ -240,12 +338,20 @@ class TabularTaskSource(TaskSource):
         train_mask = df[task_column].isin(self.split_task_ids["train"]).to_numpy()
         if not train_mask.any():
             train_mask = np.ones(len(df), dtype=bool)
-        mean = x_all[train_mask].mean(axis=0)
-        std = x_all[train_mask].std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = x_all[train_mask].mean(axis=0)
+            std = x_all[train_mask].std(axis=0)
+        huge = [c for c, m, s in zip(feats, mean, std, strict=True) if not (np.isfinite(m) and np.isfinite(s))]
+        if huge:
+            raise TaskError(f"values too large to standardise (mean or spread overflows) in columns {huge}")
         std[std < 1e-12] = 1.0  # constant feature: keep it at 0 rather than divide by 0
         self.feature_mean = mean
         self.feature_std = std
-        x_std = ((x_all - mean) / std).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x_std = ((x_all - mean) / std).astype(np.float32)
+        huge = [c for c, ok in zip(feats, np.isfinite(x_std).all(axis=0), strict=True) if not ok]
+        if huge:
+            raise TaskError(f"values too large for float32 once standardised in columns {huge}")
 
         self.target_mean: float | None = None
         self.target_std: float | None = None
@@ -255,6 +361,11 @@ class TabularTaskSource(TaskSource):
                 uniq = sorted(uniq)
             except TypeError:  # mixed types: order by text
                 uniq = sorted(uniq, key=str)
+            if len(uniq) > MAX_CLASSES:
+                raise TaskError(
+                    f"target column {target_column!r} has {len(uniq)} classes, more than MAX_CLASSES={MAX_CLASSES}; "
+                    "choose another target or task_type='regression' for a numeric target"
+                )
             if len(uniq) < 2:
                 raise TaskError(
                     f"target column {target_column!r} has only one class ({uniq[0]!r}); "
@@ -266,10 +377,18 @@ class TabularTaskSource(TaskSource):
             self.output_dim = len(uniq)
         else:
             y = target.to_numpy(dtype=np.float64)
-            self.target_mean = float(y[train_mask].mean())
-            sd = float(y[train_mask].std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.target_mean = float(y[train_mask].mean())
+                sd = float(y[train_mask].std())
+            if not (np.isfinite(self.target_mean) and np.isfinite(sd)):
+                raise TaskError(
+                    f"values too large to standardise (mean or spread overflows) in target column {target_column!r}"
+                )
             self.target_std = sd if sd > 1e-12 else 1.0
-            y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[:, None]
+            with np.errstate(over="ignore", invalid="ignore"):
+                y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[:, None]
+            if not np.isfinite(y_all).all():
+                raise TaskError(f"values too large for float32 once standardised in target column {target_column!r}")
             self.class_names = None
             self.output_dim = 1
         self.background_value = 0.0
