@@ -179,11 +179,7 @@ def test_bad_option_of_other_commands_is_one_clear_line(capsys, tmp_path, comman
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--n-way", "1"], "argument --n-way: must be an integer in [2, 200]; got '1'"),
-        (["--hidden-dim", "2", "--num-mechanisms", "4"], "error: hidden_dim must be at least num_mechanisms"),
-    ],
+    ("args", "expected"), [(["--n-way", "1"], "argument --n-way: must be an integer in [2, 200]; got '1'")]
 )
 def test_out_of_range_through_python_m_engine_exits_2_without_traceback(tmp_path, args, expected):
     out = subprocess.run(
