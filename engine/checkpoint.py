@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -49,8 +50,12 @@ def save_checkpoint(
     path = Path(path)
     files = {
         WEIGHTS: save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
-        CONFIG: json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2).encode(),
-        MECHANISMS: json.dumps(mechanisms, indent=2).encode(),
+        # allow_nan=False: the reader refuses NaN, so a non-finite number (an overflowed
+        # validation loss in the history) is written as null rather than as unreadable JSON.
+        CONFIG: json.dumps(
+            {"format_version": FORMAT_VERSION, **_finite_or_null(meta)}, indent=2, allow_nan=False
+        ).encode(),
+        MECHANISMS: json.dumps(_finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zip":
@@ -87,6 +92,16 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def checkpoint_zip_bytes(path: str | Path) -> bytes:

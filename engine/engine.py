@@ -549,7 +549,12 @@ def _history_from_meta(raw: Any, name: str) -> TrainingHistory | None:
         values = getattr(history, key)
         integral = key.endswith("iteration")
         kinds = (int,) if integral else (int, float)
-        if not isinstance(values, list) or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+        if not isinstance(values, list):
+            raise bad(f"{key} must be a list")
+        if not integral:  # a loss that was not finite is saved as null: read it back as NaN
+            values = [float("nan") if v is None else v for v in values]
+            setattr(history, key, values)
+        if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
             raise bad(f"{key} must be a list of {'integers' if integral else 'numbers'}")
     if any(b <= a for a, b in zip(history.iteration, history.iteration[1:], strict=False)):
         raise bad("iteration must increase")

@@ -113,6 +113,21 @@ def test_poison_on_the_first_step_keeps_the_initial_weights():
     assert all(torch.equal(v, initial[k]) for k, v in eng.learner.state_dict().items())
 
 
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_non_finite_validation_loss_does_not_make_the_checkpoint_unreadable(tmp_path, suffix):
+    # Training steps are finite, but a validation loss may still overflow; the checkpoint
+    # must stay loadable (the reader refuses NaN/Infinity in JSON, so it is stored as null).
+    eng = create_one_shot_meta_learning_engine(**{**FAST, "num_meta_iterations": 3})
+    eng.meta_train_sync(SinusoidTaskSource())
+    eng.history.val_loss[0] = float("inf")
+    eng.history.val_metric[0] = float("nan")
+    path = eng.save_sync(tmp_path / f"ck{suffix}")
+    loaded = OneShotMetaLearningEngine.from_checkpoint(path, device="cpu")
+    assert np.isnan(loaded.history.val_loss[0]) and np.isnan(loaded.history.val_metric[0])
+    assert loaded.history.val_loss[1:] == eng.history.val_loss[1:]
+    assert torch.equal(loaded.predict_sync(X), eng.predict_sync(X))
+
+
 # ---------------------------------------------------------------------------- (b) killed saves
 DRIVER = r"""
 import os, sys

@@ -242,7 +242,17 @@ CASES = [
     ("config-format-version-2", with_meta(setter("format_version", value=2)), "no supported format_version"),
     # the rest of config.json
     ("history-list", with_meta(setter("history", value=[1, 2])), "history is malformed"),
-    ("history-types", with_meta(setter("history", "iteration", value="abc")), "iteration must be a list of integers"),
+    ("history-types", with_meta(setter("history", "iteration", value="abc")), "iteration must be a list"),
+    (
+        "history-loss-strings",
+        with_meta(setter("history", "train_loss", value=["a", "b", "c"])),
+        "train_loss must be a list of numbers",
+    ),
+    (
+        "history-float-iteration",
+        with_meta(setter("history", "iteration", value=[0, 1.5, 2])),
+        "iteration must be a list of integers",
+    ),
     ("history-lengths", with_meta(setter("history", "train_loss", value=[0.5])), "train_loss and iteration differ"),
     ("history-order", with_meta(setter("history", "iteration", value=[2, 1, 0])), "iteration must increase"),
     ("feature-names", with_meta(setter("feature_names", value=5)), "feature_names must be a list of strings"),
