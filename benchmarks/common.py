@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -92,3 +93,14 @@ def machine_line(m: dict[str, Any]) -> str:
         + (f", {m['cuda']}" if m.get("cuda") else "")
         + f"), commit {m['commit']}, {m['date']}"
     )
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, MB."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

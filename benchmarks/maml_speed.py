@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from statistics import median
 
 import torch
 
-from .common import ROOT, machine, machine_line, update_markdown_section, write_result
+from .common import ROOT, machine, machine_line, peak_rss_mb, rss_mb, update_markdown_section, write_result
 
 MODELS = {
     # name: (source kind, model args, support shots, query shots, meta-batch, inner lr)
@@ -46,11 +45,6 @@ def _episodes(kind: str, support: int, query: int, n: int, seed: int):
     else:
         src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=5)
     return src.episodes("train", n, support, query, seed=seed)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def worker(side: str, model_name: str, steps: int, iters: int, warmup: int, threads: int) -> dict:
@@ -90,14 +84,14 @@ def worker(side: str, model_name: str, steps: int, iters: int, warmup: int, thre
                     (loss_fn(fmodel(ep.query_x), ep.query_y) / len(eps)).backward()
             meta_opt.step()
 
-    base = _rss_mb()  # before the first step: training's own memory is what we compare
+    base = rss_mb()  # before the first step: training's own memory is what we compare
     for eps in batches[:warmup]:
         step(eps)
     t0 = time.perf_counter()
     for eps in batches[warmup:]:
         step(eps)
     elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {"tasks_per_s": iters * batch / elapsed, "peak_mb": max(0.0, peak - base), "seconds": elapsed}
 
 

@@ -45,3 +45,22 @@ def test_app_latency_smoke():
 
     result = app_latency.main(["--starts", "1", "--clicks", "1", "--no-write"])
     assert result["start_median_s"] > 0 and result["adapt_median_s"] > 0
+
+
+def test_meta_training_smoke(tmp_path):
+    from benchmarks import meta_training
+    from benchmarks.common import machine
+
+    proto = meta_training.worker("PROTOTYPICAL_CAUSAL", ways=5, shots=1, steps=0, batch=1, iters=1, threads=1)
+    maml = meta_training.worker("MAML_CAUSAL", ways=5, shots=1, steps=1, batch=2, iters=1, threads=1)
+    assert proto["episodes_per_s"] > 0 and maml["gflop_per_iteration"] > proto["gflop_per_iteration"] > 0
+    result = {
+        "throughput": [proto, maml],
+        "scaling": [{"axis": "batch", "value": 1, **proto}, {"axis": "batch", "value": 2, **maml}],
+        "settings": {"iters": 1, "threads": 1},
+        "machine": machine(),
+        "command": "smoke",
+    }
+    meta_training.plot(result, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    assert "fraction of bound" in meta_training.markdown(result)
