@@ -8,8 +8,11 @@ variable the data say the task intervened on). With ``truth`` (an scm task's tru
 feature nodes get ``true_parent`` / ``true_child`` so a view can compare.
 
 ``render_graph_html`` returns self-contained HTML (vis-network inlined, no http(s) script or
-stylesheet, works offline); every label and tooltip is HTML-escaped and nothing the user
-typed goes into the heading.
+stylesheet, works offline). Labels and tooltips are data, never markup: pyvis writes them
+into the page as JSON with <, > and & as \\u escapes (Jinja's ``tojson``), vis-network draws
+labels on its canvas and sets tooltips with ``innerText``; so a name is shown exactly as
+typed (HTML-escaping it too would show "&lt;" on the graph). Nothing the user typed goes
+into the heading.
 """
 
 from __future__ import annotations
@@ -146,6 +149,7 @@ def _graphml_attrs(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- render
+_DATASETS = re.compile(r"new vis\.DataSet\((\[.*?\])\);", flags=re.DOTALL)
 _EXTERNAL_TAG = re.compile(
     r"<script\b[^>]*\bsrc\s*=[^>]*>\s*</script>|<link\b[^>]*\bhref\s*=[^>]*/?>",
     flags=re.IGNORECASE | re.DOTALL,
@@ -160,8 +164,9 @@ def render_graph_html(
     """Self-contained interactive HTML of the graph (pyvis, vis-network inlined).
 
     Node size and edge width follow strength; colours follow node kind and edge type.
-    Labels and tooltips are HTML-escaped; every external ``<script src>`` or ``<link>``
-    that pyvis emits is removed, so the page loads nothing from the network."""
+    Labels and tooltips go in as plain text (see the module docstring); every external
+    ``<script src>`` or ``<link>`` that pyvis emits is removed, so the page loads nothing
+    from the network."""
     from pyvis.network import Network
 
     net = Network(height=height, width="100%", directed=True, cdn_resources="in_line", notebook=False)
@@ -176,8 +181,8 @@ def render_graph_html(
             tip += " (true child)"
         net.add_node(
             ids[node],
-            label=html.escape(name, quote=True),
-            title=html.escape(tip, quote=True),
+            label=name,
+            title=tip,
             color=KIND_COLORS.get(kind, "#999999"),
             shape="box" if kind in ("output", "prior", "optimizer") else "dot",
             size=14 if kind != "mechanism" else 18,
@@ -198,13 +203,17 @@ def render_graph_html(
         net.add_edge(
             ids[u],
             ids[v],
-            title=html.escape(", ".join(parts), quote=True),
+            title=", ".join(parts),
             width=1.0 + 5.0 * float(strength or 0.0),
             color=TYPE_COLORS.get(etype, "#cccccc"),
             dashes=etype in ("MODEL_STRUCTURE", "INTERVENED"),
         )
     net.toggle_physics(physics)
     page = net.generate_html(notebook=False)
+    # The names must have gone into the script as JSON with <, > and & escaped (\\u003c...).
+    data = _DATASETS.findall(page)
+    if len(data) != 2 or any(c in d for d in data for c in "<>&"):
+        raise RuntimeError("pyvis did not write the graph's names as escaped JSON")
     return strip_external_resources(page)
 
 

@@ -59,7 +59,7 @@ try:
 except (TaskError, ValueError, RuntimeError) as exc:
     components.error_box(exc)
     st.stop()
-c[0].markdown(f"Held-out task: **{what}**.")
+c[0].markdown(f"Held-out task: **{logic.md_escape(what)}**.")  # task and class names
 
 # ------------------------------------------------------------------------------ the mask
 

@@ -207,7 +207,7 @@ if candidate is not None:
             task, ep = logic.image_episode(candidate, 1, 3, "train", pseed)
             st.caption(
                 f"{info['images']} images, classes train/val/test = {info['classes']['train']}/"
-                f"{info['classes']['val']}/{info['classes']['test']}, groups: {', '.join(info['groups'])}"
+                f"{info['classes']['val']}/{info['classes']['test']}, groups: {logic.md_escape(', '.join(info['groups']))}"
             )
             sx, sy = ep.support_x.numpy(), ep.support_y.numpy()
             qx, qy = ep.query_x.numpy(), ep.query_y.numpy()

@@ -61,10 +61,15 @@ def test_html_is_offline_and_escapes_every_name() -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", page, re.I)
     assert EVIL not in page and "<b>A</b>" not in page
     assert 'onmouseover="x' not in page
-    nodes = json.loads(re.search(r"nodes = new vis\.DataSet\((\[.*?\])\);", page, re.S).group(1))
+    data = re.findall(r"new vis\.DataSet\((\[.*?\])\);", page, re.S)
+    assert len(data) == 2 and not any(c in d for d in data for c in "<>&")  # JSON with \u003c escapes
+    nodes, edges = (json.loads(d) for d in data)
     labels = {n["label"] for n in nodes}
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in labels  # shown as text, escaped
-    assert all("<" not in n["label"] and "<" not in n.get("title", "") for n in nodes)
+    # names go to vis-network as text (canvas labels, innerText tooltips): exactly as typed
+    assert {EVIL, "task <b>A</b>", 'a" onmouseover="x'} <= labels
+    assert "feature: " + EVIL in {n["title"] for n in nodes}
+    assert all("&lt;" not in n["label"] + n["title"] for n in nodes)
+    assert all("<" not in e["title"] for e in edges)
     heading = re.findall(r"<h1>(.*?)</h1>", page, re.S)
     assert all("alert" not in h and "X1" not in h for h in heading)
 

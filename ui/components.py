@@ -119,7 +119,7 @@ def _training_fragment(key: str, title: str | None) -> None:
     if snap["running"]:
         frac, text = logic.progress_of(latest)
         c1, c2 = st.columns([5, 1])
-        c1.progress(frac, text=f"Training {text}")
+        c1.progress(frac, text=f"Training {logic.md_escape(text)}")  # the text names the run
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")
@@ -130,7 +130,8 @@ def _training_fragment(key: str, title: str | None) -> None:
         last = f"last train loss {hist['train_loss'][-1]:.3g}"
         if hist["val_metric"]:
             last += f", validation {metric} {hist['val_metric'][-1]:.3g}"
-        plot(figures.training_figure(hist, title=title or f"{run_name}: {last}"), key=f"{key}_curves")
+        title = title or f"{figures.plotly_text(run_name)}: {last}"
+        plot(figures.training_figure(hist, title=title), key=f"{key}_curves")
 
 
 def merge_histories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +167,7 @@ def _job_fragment(kind: str, key: str, what: str, live: Any) -> None:
     if w.running:
         frac, text = logic.progress_of(w.latest)
         c1, c2 = st.columns([5, 1])
-        c1.progress(frac, text=f"{what}: {text}")
+        c1.progress(frac, text=f"{what}: {logic.md_escape(text)}")
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")
@@ -203,7 +204,7 @@ def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -
     c[3].metric("query examples", f"{q['num_query']}")
     exp = result.get("explanation") or {}
     if exp.get("text"):
-        st.markdown(f"**Explanation.** {exp['text']}")
+        st.markdown(f"**Explanation.** {logic.md_escape(exp['text'])}")  # it names features
     has_trace = show_trace and len(result.get("trace") or []) > 1  # closed-form learners have no steps
     left, right = st.columns(2) if has_trace else (st.container(), None)
     if has_trace:
@@ -216,7 +217,8 @@ def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -
 
 def image_row(images: Sequence[np.ndarray], captions: Sequence[str], width: int = 84) -> None:
     if len(images):
-        st.image([to_display(im) for im in images], caption=list(captions), width=width)
+        # Captions are markdown to Streamlit; they are class and file names here: escaped.
+        st.image([to_display(im) for im in images], caption=[logic.md_escape(c) for c in captions], width=width)
 
 
 # ---------------------------------------------------------------------------------------------

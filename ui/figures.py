@@ -6,6 +6,7 @@ numbers the engine returned and show the figure.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ _LAYOUT = {
     "template": "plotly_white",
 }
 SMOOTH_WINDOW = 25  # running mean drawn over the noisy per-iteration training curve
+
+
+def plotly_text(value: Any) -> str:
+    """A user's name (run, class) for a Plotly title, legend or tick label, shown as typed.
+
+    Plotly reads tags such as <b>, <i>, <br> and <a href> in those texts; with &, < and >
+    written as entities (which Plotly shows as the characters) a name stays plain text."""
+    return html.escape(str(value), quote=False)
 
 
 def running_mean(y: Sequence[float], window: int = SMOOTH_WINDOW) -> list[float]:
@@ -135,7 +144,7 @@ def runs_overlay_figure(
                 x=x,
                 y=y,
                 mode="lines",
-                name=str(run["name"]),
+                name=plotly_text(run["name"]),
                 line={"color": PALETTE[i % len(PALETTE)], "dash": dash},
             )
         )
@@ -374,7 +383,7 @@ def probabilities_figure(
     height: int = 300,
 ) -> go.Figure:
     """Class probabilities, optionally before and after an intervention."""
-    names = [str(c) for c in class_names]
+    names = [plotly_text(c) for c in class_names]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=names, y=list(before), name="no intervention", marker_color=TRAIN))
     if after is not None:

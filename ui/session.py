@@ -257,7 +257,7 @@ def _status_panel() -> None:
     if kind is not None:
         w = worker(kind)
         frac, text = logic.progress_of(w.latest)
-        st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {text}")
+        st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {logic.md_escape(text)}")
         if st.button("Stop", key="sidebar_stop", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")
