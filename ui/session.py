@@ -45,7 +45,9 @@ WORKER_LABELS = {
     "discovery": "mechanism discovery",
     "direction": "causal direction experiment",
 }
-HEARTBEAT_TIMEOUT = 30.0  # seconds without a poll from the page before a job stops itself
+# Seconds without a poll from the page before a job stops itself (the browser session has
+# gone). CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT overrides it (the browser tests use a few seconds).
+HEARTBEAT_TIMEOUT = float(os.environ.get("CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT", "") or 30.0)
 POLL_SECONDS = 0.5
 
 

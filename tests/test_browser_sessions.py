@@ -1,0 +1,197 @@
+"""Two browser sessions at once, and what closing one does to the server, in headless Chromium.
+
+One app server; two browser contexts (two Streamlit sessions, each with its own engine and
+worker). Session A runs the Home demo (MAML_CAUSAL, 400 meta-iterations); session B runs
+GRADIENT_CAUSAL for 5000 iterations under its own run name on the Meta-train page. Each page
+must show its own run (iteration total, run name, algorithm), both curves grow at once,
+stopping A leaves B training, and closing B's context stops B's worker thread within the
+heartbeat timeout: the server's thread count (/proc/<pid>/task) falls back.
+
+The app's heartbeat timeout (30 s) is set to HEARTBEAT_S here with
+CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT. Needs Debian's Chromium (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser_helpers import goto, main_button, require_browser, streamlit_app, wait_idle
+
+pytestmark = pytest.mark.browser
+
+HEARTBEAT_S = 6  # long enough for a poll on a loaded 2-core machine, short for the test
+RUN_B = "session B run"
+# Keep timers running in both pages as in two visible tabs.
+ARGS = [*CHROMIUM_ARGS, "--disable-background-timer-throttling", "--disable-renderer-backgrounding"]
+CHART_POINTS = """() => { for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const t = (el.data || [])[0]; if (t && t.name === 'train') return (t.x || []).length; } return 0; }"""
+
+
+def thread_count(pid: int) -> int:
+    """Threads of the server process and of any process below it."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == p:
+                    todo.append(int(entry))
+    total = 0
+    for p in pids:
+        try:
+            total += len(os.listdir(f"/proc/{p}/task"))
+        except OSError:
+            pass
+    return total
+
+
+def cpu_ticks(pid: int) -> dict[int, int]:
+    """CPU time (utime + stime, in clock ticks) of each thread of the server."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def busiest_thread(pid: int, seconds: float = 2.0) -> int:
+    """The thread that used the most CPU over ``seconds`` (a training worker is CPU-bound)."""
+    before = cpu_ticks(pid)
+    time.sleep(seconds)
+    after = cpu_ticks(pid)
+    return max(after, key=lambda t: after[t] - before.get(t, 0))
+
+
+def wait_gone(pid: int, tid: int, timeout_s: float) -> float | None:
+    """Seconds until thread ``tid`` of the server has exited (None: still there at the timeout)."""
+    t0 = time.monotonic()
+    while os.path.exists(f"/proc/{pid}/task/{tid}"):
+        if time.monotonic() - t0 > timeout_s:
+            return None
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def progress(pg) -> tuple[int, int, str]:
+    """(done, total, run name) from the page's training progress bar."""
+    text = pg.locator('[data-testid="stMain"]').inner_text()
+    m = re.search(r"Training (\d+) / (\d+) · (.+?) ·", text)
+    assert m, f"no training progress shown:\n{text[:1500]}"
+    return int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+def sidebar_algorithm(pg) -> str:
+    text = pg.locator('[data-testid="stSidebar"]').inner_text()
+    m = re.search(r"Algorithm: (\S+)", text)
+    assert m, text
+    return m.group(1)
+
+
+def wait_points(pg, more_than: int, timeout_ms: int = 30_000) -> int:
+    pg.wait_for_function(f"() => ({CHART_POINTS})() > {more_than}", timeout=timeout_ms)
+    return pg.evaluate(CHART_POINTS)
+
+
+def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path):
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    env = {"CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT": str(HEARTBEAT_S)}
+    with streamlit_app(tmp_path / "server.log", env=env) as (pid, url), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        ctx_a = browser.new_context(viewport={"width": 1300, "height": 1000})
+        ctx_b = browser.new_context(viewport={"width": 1300, "height": 1000})
+        a, b = ctx_a.new_page(), ctx_b.new_page()
+        for pg in (a, b):
+            pg.set_default_timeout(60_000)
+            pg.goto(url)
+            wait_idle(pg)
+
+        # B: GRADIENT_CAUSAL, 5000 iterations, its own run name (set up before anything trains)
+        goto(b, "Meta-train")
+        b.locator('[data-testid="stSelectbox"]', has_text="algorithm").first.click()
+        b.get_by_role("option", name="GRADIENT_CAUSAL", exact=True).click()
+        wait_idle(b)
+        iterations = b.get_by_label("num_meta_iterations", exact=True)
+        iterations.fill("5000")
+        iterations.press("Enter")
+        wait_idle(b)
+        name = b.get_by_label("run name", exact=True)
+        name.fill(RUN_B)
+        name.press("Enter")
+        wait_idle(b)
+        idle_threads = thread_count(pid)
+
+        # both start training at once
+        main_button(a, "1 · Meta-train on sinusoids").click()
+        main_button(b, "Start").click()
+        for pg in (a, b):
+            main_button(pg, "Stop").wait_for(state="visible")
+            pg.wait_for_function("() => /Training \\d+ \\/ \\d+ · .+ ·/.test(document.body.innerText)")
+
+        # each page shows its own run
+        done_a, total_a, run_a = progress(a)
+        done_b, total_b, run_b = progress(b)
+        assert (total_a, run_a) == (400, "demo: sinusoid MAML"), (total_a, run_a)
+        assert (total_b, run_b) == (5000, RUN_B), (total_b, run_b)
+        assert sidebar_algorithm(a) == "MAML_CAUSAL" and sidebar_algorithm(b) == "GRADIENT_CAUSAL"
+        # both curves grow while both train
+        pa, pb = wait_points(a, 2), wait_points(b, 2)
+        pa2, pb2 = wait_points(a, pa), wait_points(b, pb)
+        assert pa2 > pa and pb2 > pb
+        assert progress(a)[0] > done_a and progress(b)[0] > done_b
+        both_threads = thread_count(pid)
+        assert both_threads >= idle_threads + 2, (idle_threads, both_threads)  # a worker thread each
+        worker_a = busiest_thread(pid)
+
+        # stopping A does not stop B
+        main_button(a, "Stop").click()
+        a.wait_for_selector("text=Training stopped", timeout=20_000)
+        wait_idle(a)
+        assert wait_gone(pid, worker_a, 15) is not None, "A's worker thread did not end after Stop"
+        stopped_at = a.evaluate(CHART_POINTS)
+        pb3 = b.evaluate(CHART_POINTS)
+        wait_points(b, pb3)  # B's curve keeps growing ...
+        a.wait_for_timeout(1500)
+        assert a.evaluate(CHART_POINTS) == stopped_at  # ... A's does not
+        assert main_button(b, "Stop").is_visible()
+        assert progress(b)[2] == RUN_B
+        worker_b = busiest_thread(pid)  # now the only training thread
+        assert worker_b != worker_a
+        one_threads = thread_count(pid)
+
+        # closing B's browser session: no more heartbeats, so its worker stops itself
+        ctx_b.close()
+        t_closed = time.monotonic()
+        a.wait_for_timeout(1000)
+        assert os.path.exists(f"/proc/{pid}/task/{worker_b}"), "B's worker ended at once, not by the heartbeat"
+        assert wait_gone(pid, worker_b, HEARTBEAT_S + 20) is not None, (
+            f"B's worker still runs {HEARTBEAT_S + 20} s after its session closed"
+        )
+        waited = time.monotonic() - t_closed
+        time.sleep(1.0)
+        after = thread_count(pid)
+        print(
+            f"server threads: idle {idle_threads}, both training {both_threads}, B training {one_threads}, "
+            f"after closing B {after}; B's worker ended {waited:.1f} s after the close "
+            f"(heartbeat timeout {HEARTBEAT_S} s)"
+        )
+        assert waited >= HEARTBEAT_S - 1.5, waited  # it stopped by the missing heartbeat
+        assert after <= idle_threads + 1, (idle_threads, after)
+        ctx_a.close()
+        browser.close()
