@@ -64,3 +64,17 @@ def test_meta_training_smoke(tmp_path):
     meta_training.plot(result, tmp_path / "scaling.png")
     assert (tmp_path / "scaling.png").stat().st_size > 1000
     assert "fraction of bound" in meta_training.markdown(result)
+
+
+def test_session_memory_smoke():
+    import os
+
+    import pytest
+
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.skip("needs Debian's Chromium (CI installs it)")
+    from benchmarks import common, session_memory
+
+    result = session_memory.main(["--sessions", "1", "--train-seconds", "0.5", "--final-wait", "0", "--no-write"])
+    assert result["start"]["rss_mb"] > 0 and len(result["per_session"]) == 1 and result["end"]["rss_mb"] > 0
+    assert "| after session 1 |" in session_memory.markdown({**result, "machine": common.machine(), "command": "x"})
