@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
-from ui.worker import DONE, ERROR, IDLE, RUNNING, STOPPED, Worker, WorkerStopped, progress_record
+from ui.worker import DONE, ERROR, IDLE, OS_THREAD_NAME, RUNNING, STOPPED, Worker, WorkerStopped, progress_record
 
 
 def _loop(worker: Worker, n: int = 10_000, delay: float = 0.005) -> int:
@@ -159,3 +160,24 @@ def test_progress_record_shapes(args, kwargs, expected):
     rec = progress_record(*args, **kwargs)
     for k, v in expected.items():
         assert rec[k] == pytest.approx(v) if isinstance(v, float) else rec[k] == v
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads Linux's /proc")
+def test_job_threads_carry_an_os_name_and_the_caller_keeps_its_own():
+    def names() -> dict[int, str]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                out[int(tid)] = fh.read().strip()
+        return out
+
+    gate = threading.Event()
+    w = Worker()
+    w.start(lambda wk: gate.wait(5))
+    deadline = time.monotonic() + 5
+    while OS_THREAD_NAME not in names().values() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert OS_THREAD_NAME in names().values()
+    assert names()[threading.get_native_id()] != OS_THREAD_NAME
+    gate.set()
+    assert w.join(5)

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 IDLE, RUNNING, DONE, STOPPED, ERROR = "idle", "running", "done", "stopped", "error"
 
+# The OS-level name of worker threads (top -H, /proc/<pid>/task/<tid>/comm; at most 15 bytes);
+# threads that a job starts inherit it (training starts one helper thread that ends with it).
+OS_THREAD_NAME = "explorer-worker"
+
 # Exceptions whose message is written for the user; anything else is shown with its type name.
 _USER_ERRORS = (ValueError, RuntimeError, KeyError, FileNotFoundError, MemoryError)
 
@@ -78,6 +82,7 @@ class Worker:
         self._thread.start()
 
     def _run(self, fn: Callable[[Worker], Any]) -> None:
+        name_os_thread(OS_THREAD_NAME)
         try:
             result = fn(self)
         except WorkerStopped:
@@ -191,6 +196,17 @@ class Worker:
                 "num_records": len(self._records),
                 "generation": self.generation,
             }
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-level name (Linux only; elsewhere nothing happens), so a
+    job's thread can be told apart from the server's own threads from outside the process."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
+    except Exception:  # noqa: BLE001 - no libc, no prctl (macOS, Windows): the name is optional
+        pass
 
 
 def progress_record(*args: Any, **kwargs: Any) -> dict[str, Any]:
