@@ -14,28 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from statistics import median
 
 import numpy as np
 
-from .browser import CHROMIUM, IDLE
+from .browser import CHROMIUM, IDLE, free_port, streamlit_command
 from .browser import CHROMIUM_ARGS as ARGS
 from .common import ROOT, machine_line, update_markdown_section, write_result
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _server(port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = streamlit_command(port)
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
 
 
@@ -45,7 +36,7 @@ def _button(pg, name: str):
 
 def measure_start(p) -> float:
     """Seconds from launching the server to an interactive Home page."""
-    port = _port()
+    port = free_port()
     t0 = time.perf_counter()
     proc = _server(port)
     try:
@@ -70,7 +61,7 @@ def measure_start(p) -> float:
 
 
 def measure_adapt(p, clicks: int) -> list[float]:
-    port = _port()
+    port = free_port()
     proc = _server(port)
     try:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -22,28 +22,20 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, IDLE
+from .browser import CHROMIUM, CHROMIUM_ARGS, IDLE, free_port, streamlit_command
 from .common import ROOT, machine_line, update_markdown_section, write_result
 
 START = "1 · Meta-train on sinusoids"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _server(port: int, session_ttl: int | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = streamlit_command(port)
     if session_ttl is not None:
         cmd += ["--server.disconnectedSessionTTL", str(session_ttl)]
     env = {**os.environ, "CAUSAL_EXPLORER_THREADS": os.environ.get("CAUSAL_EXPLORER_THREADS", "1")}
@@ -115,7 +107,7 @@ def one_session(browser, url: str, train_seconds: float, on_open=None) -> None:
 def measure(sessions: int, train_seconds: float, final_wait: float, session_ttl: int | None) -> dict:
     from playwright.sync_api import sync_playwright
 
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _server(port, session_ttl)
     try:

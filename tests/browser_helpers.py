@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, IDLE
+from benchmarks.browser import CHROMIUM, IDLE, free_port, streamlit_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +29,6 @@ def require_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def streamlit_app(log: Path, env: dict[str, str] | None = None, timeout_s: float = 90) -> Iterator[tuple[int, str]]:
     """Run the app; yields (server pid, url). On exit the server is stopped and its log must
@@ -44,14 +36,7 @@ def streamlit_app(log: Path, env: dict[str, str] | None = None, timeout_s: float
     port = free_port()
     full_env = {**os.environ, "CAUSAL_EXPLORER_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", "app.py",
-                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                "--browser.gatherUsageStats", "false",
-            ],
-            cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env,
-        )  # fmt: skip
+        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s

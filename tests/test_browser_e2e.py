@@ -9,16 +9,13 @@ they go to docs/screenshots/, where the README's pictures live.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
+from tests.browser_helpers import require_browser, streamlit_app
 
 pytestmark = pytest.mark.browser
 
@@ -31,54 +28,11 @@ CHART_DATA = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .map(el => (el.data || []).map(t => [t.name || '', (t.x || []).length]))"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"browser end-to-end tests need Chromium at {CHROMIUM} (apt-get install chromium); CI installs it")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "CAUSAL_EXPLORER_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", "app.py",
-                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                "--browser.gatherUsageStats", "false",
-            ],
-            cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up in 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    require_browser()
+    with streamlit_app(tmp_path_factory.mktemp("streamlit") / "server.log") as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, f"the server logged a traceback:\n{text[-4000:]}"
 
 
 @pytest.fixture(scope="module")
