@@ -161,7 +161,8 @@ def markdown(result: dict) -> str:
         f"{QUERIES} queries per class; median of {result['settings']['iters']} meta-iterations after 2 warm-up, "
         f"each point in its own process. Bound = FLOPs of one meta-step / sustained FLOP/s of a batch-256 "
         "forward+backward of the same Conv-4 (see the adaptation latency section on reading it). "
-        "Peak MB = peak RSS during training minus RSS after setup.",
+        "Peak MB = peak RSS during training minus RSS after setup. A fraction above 1 means the meta-step "
+        "runs faster than that batched reference: these steps are compute-bound, not overhead-bound.",
         "",
         "| learner | task | meta-batch | episodes/s | ms / iteration | GFLOP / iteration | bound (ms) | fraction of bound | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -142,9 +142,8 @@ def markdown(results: dict[str, dict]) -> str:
                 f"{p['train_minutes']:.1f} min | {p['iterations']} | "
                 f"{p['20way']['error']:.1%} ± {p['20way']['ci95']:.1%} | {p['5way']['error']:.1%} ± {p['5way']['ci95']:.1%} |"
             )
-    some = next(iter(results.values()))
-    lines += ["", f"Machine: {machine_line(some['machine'])}.", ""]
-    lines += [f"- `{r['command']}`" for r in results.values()]
+    lines += ["", "Runs (machine, then command):", ""]
+    lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]
     return "\n".join(lines)
 
 
