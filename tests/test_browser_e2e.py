@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
-from tests.browser_helpers import require_browser, streamlit_app
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser_helpers import goto, main_button, no_exception, require_browser, streamlit_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -50,31 +50,6 @@ def page(app_url):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def wait_idle(pg, settle_ms: int = 400) -> None:
-    """Connected, and no script run in progress (the way Streamlit's own e2e tests wait)."""
-    pg.wait_for_timeout(settle_ms)
-    pg.wait_for_selector(IDLE, timeout=60_000)
-    pg.wait_for_timeout(settle_ms)
-    pg.wait_for_selector(IDLE, timeout=60_000)
-
-
-def no_exception(pg) -> None:
-    n = pg.locator('[data-testid="stException"]').count()
-    assert n == 0, pg.locator('[data-testid="stException"]').first.inner_text()
-
-
-def goto(pg, title: str) -> None:
-    """Navigate with the sidebar (keeps the browser session and its engine)."""
-    pg.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    pg.wait_for_selector(f'h1:has-text("{title}")' if title != "Home" else "h1", timeout=60_000)
-    wait_idle(pg)
-    no_exception(pg)
-
-
-def main_button(pg, name: str):
-    return pg.locator('[data-testid="stMain"]').get_by_role("button", name=name, exact=True)
 
 
 def screenshot(pg, name: str) -> None:
