@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -145,7 +146,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "support_shots": 5,
         "query_shots": 10,
         "meta_batch_size": 10,
-        "num_meta_iterations": 400,
+        # A test that needs the demo to train for a while (two sessions at once) sets this.
+        "num_meta_iterations": int(os.environ.get("CAUSAL_EXPLORER_DEMO_ITERATIONS", "400")),
         "hidden_dim": 40,
         "eval_interval": 25,
         "val_episodes": 20,
