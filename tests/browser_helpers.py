@@ -87,3 +87,19 @@ def goto(pg, title: str) -> None:
 
 def main_button(pg, name: str):
     return pg.locator('[data-testid="stMain"]').get_by_role("button", name=name, exact=True)
+
+
+def full_page_screenshot(pg, path: Path, width: int) -> Path:
+    """The whole page (Streamlit scrolls inside its main block, so grow the viewport to fit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = pg.evaluate(
+        """() => { const m = document.querySelector('[data-testid="stMain"]');
+                   const c = m && m.firstElementChild;
+                   return Math.max(m ? m.scrollHeight : 0, c ? c.scrollHeight : 0); }"""
+    )
+    pg.set_viewport_size({"width": width, "height": max(900, min(int(height) + 40, 5000))})
+    pg.wait_for_timeout(700)
+    wait_idle(pg, 200)
+    pg.screenshot(path=str(path))
+    pg.set_viewport_size({"width": width, "height": 1000})
+    return path

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.browser_helpers import goto, main_button, no_exception, require_browser, streamlit_app, wait_idle
+from tests.browser_helpers import (
+    full_page_screenshot,
+    goto,
+    main_button,
+    no_exception,
+    require_browser,
+    streamlit_app,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -53,18 +61,7 @@ def page(app_url):
 
 
 def screenshot(pg, name: str) -> None:
-    """The whole page (Streamlit scrolls inside its main block, so grow the viewport to fit)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = pg.evaluate(
-        """() => { const m = document.querySelector('[data-testid="stMain"]');
-                   const c = m && m.firstElementChild;
-                   return Math.max(m ? m.scrollHeight : 0, c ? c.scrollHeight : 0); }"""
-    )
-    pg.set_viewport_size({"width": WIDTH, "height": max(900, min(int(height) + 40, 5000))})
-    pg.wait_for_timeout(700)
-    wait_idle(pg, 200)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"))
-    pg.set_viewport_size({"width": WIDTH, "height": 1000})
+    full_page_screenshot(pg, SHOTS / f"{name}.png", WIDTH)
     pg.wait_for_timeout(200)
 
 

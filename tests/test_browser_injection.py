@@ -31,7 +31,15 @@ import pytest
 from PIL import Image
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.browser_helpers import goto, main_button, no_exception, require_browser, streamlit_app, wait_idle
+from tests.browser_helpers import (
+    full_page_screenshot,
+    goto,
+    main_button,
+    no_exception,
+    require_browser,
+    streamlit_app,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -186,20 +194,7 @@ def upload(pg, name: str, data: bytes, mime: str) -> None:
 
 
 def screenshot(pg, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = pg.evaluate(
-        """() => { const m = document.querySelector('[data-testid="stMain"]');
-                   const c = m && m.firstElementChild;
-                   return Math.max(m ? m.scrollHeight : 0, c ? c.scrollHeight : 0); }"""
-    )
-    pg.set_viewport_size({"width": WIDTH, "height": max(900, min(int(height) + 40, 5000))})
-    pg.wait_for_timeout(700)
-    wait_idle(pg, 200)
-    path = SHOTS / f"{name}.png"
-    pg.screenshot(path=str(path))
-    pg.set_viewport_size({"width": WIDTH, "height": 1000})
-    pg.wait_for_timeout(200)
-    return path
+    return full_page_screenshot(pg, SHOTS / f"{name}.png", WIDTH)
 
 
 def set_number(pg, label: str, value: str) -> None:
