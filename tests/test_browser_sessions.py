@@ -115,11 +115,6 @@ def wait_points(pg, more_than: int, timeout_ms: int = 30_000) -> int:
     return pg.evaluate(CHART_POINTS)
 
 
-@pytest.mark.xfail(
-    reason="since 2026-11-26 08:58 the progress text of one session is not found within 60 s on an idle "
-    "machine (passed earlier the same day); under investigation, see issue 5's closing note",
-    strict=False,
-)
 def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path):
     require_browser()
     from playwright.sync_api import sync_playwright
