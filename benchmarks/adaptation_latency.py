@@ -26,7 +26,7 @@ from engine import CausalMetaModel, OneShotMetaLearningConfig
 from engine.algorithms import make_learner
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource, SinusoidTaskSource
 
-from .common import ROOT, machine_line, update_markdown_section, write_result
+from .common import ROOT, machine_line, pick_device, result_name, update_markdown_section, wait_for_device, write_result
 
 LEARNERS = ["MAML_CAUSAL", "GRADIENT_CAUSAL", "PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL"]
 
@@ -38,7 +38,9 @@ def count_flops(fn) -> int:
 
 
 def sustained_flops_per_s(model: CausalMetaModel, x: torch.Tensor, repeats: int = 10) -> float:
-    """FLOP/s of a plain batched forward+backward of ``model`` on ``x`` (the machine's roofline here)."""
+    """FLOP/s of a plain batched forward+backward of ``model`` on ``x`` (the machine's roofline
+    here; on ``x``'s device)."""
+    model = model.to(x.device)
 
     def fwd_bwd():
         model.zero_grad(set_to_none=True)
@@ -48,24 +50,29 @@ def sustained_flops_per_s(model: CausalMetaModel, x: torch.Tensor, repeats: int 
     flops = count_flops(fwd_bwd)
     times = []
     for _ in range(repeats):
+        wait_for_device(x.device)
         t0 = time.perf_counter()
         fwd_bwd()
+        wait_for_device(x.device)
         times.append(time.perf_counter() - t0)
     return flops / min(times)  # the best repeat: what the machine sustains when nothing interferes
 
 
-def time_calls(fn, runs: int, warmup: int = 10) -> np.ndarray:
+def time_calls(fn, runs: int, warmup: int = 10, device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """Seconds per call of ``fn``; on a GPU each call's queued work is waited for."""
     for _ in range(warmup):
         fn()
     out = np.empty(runs)
     for i in range(runs):
+        wait_for_device(device)
         t0 = time.perf_counter()
         fn()
+        wait_for_device(device)
         out[i] = time.perf_counter() - t0
     return out
 
 
-def measure(case: str, algorithm: str, runs: int, steps: int) -> dict:
+def measure(case: str, algorithm: str, runs: int, steps: int, device: torch.device = torch.device("cpu")) -> dict:
     torch.manual_seed(0)
     if case == "conv":
         src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=20)
@@ -81,7 +88,8 @@ def measure(case: str, algorithm: str, runs: int, steps: int) -> dict:
     embedding = algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL")
     model = CausalMetaModel(output_dim=0 if embedding else out_dim, **model_args)
     config = OneShotMetaLearningConfig(algorithm=algorithm, inner_lr=inner_lr, adaptation_steps=steps)
-    learner = make_learner(model, config, task_type).eval()
+    learner = make_learner(model, config, task_type).to(device).eval()
+    ep, roof_x = ep.to(device), roof_x.to(device)
     params = {n: p.detach() for n, p in learner.meta_params().items()}
     n_steps = 0 if embedding else steps
 
@@ -96,7 +104,7 @@ def measure(case: str, algorithm: str, runs: int, steps: int) -> dict:
             return learner(state, ep.query_x)
 
     nq = ep.query_x.shape[0]
-    t_adapt, t_pred = time_calls(adapt, runs), time_calls(predict, runs)
+    t_adapt, t_pred = time_calls(adapt, runs, device=device), time_calls(predict, runs, device=device)
     throughput = sustained_flops_per_s(CausalMetaModel(output_dim=out_dim, **model_args), roof_x)
     f_adapt, f_pred = count_flops(adapt), count_flops(predict)
     row = {
@@ -120,11 +128,19 @@ def measure(case: str, algorithm: str, runs: int, steps: int) -> dict:
     return row
 
 
+def where(result: dict) -> str:
+    """What ran a result: the GPU's name, or the CPU threads (old results have no device)."""
+    if result["settings"].get("device", "cpu") == "cuda":
+        return f"on the GPU ({result['machine'].get('cuda')})"
+    return f"{result['settings']['threads']} threads"
+
+
 def markdown(result: dict) -> str:
+    gpu = result["settings"].get("device", "cpu") == "cuda"
     lines = [
-        "## One-shot adaptation latency",
+        "## One-shot adaptation latency" + (" on the GPU" if gpu else ""),
         "",
-        f"p50 / p95 over {result['settings']['runs']} runs after warm-up, {result['settings']['threads']} threads. "
+        f"p50 / p95 over {result['settings']['runs']} runs after warm-up, {where(result)}. "
         "Bound = FLOPs of the call / sustained FLOP/s of a plain batched forward+backward of the same model "
         "on this machine. Prediction: all queries in one batch (per-query time = batch / queries).",
         "",
@@ -158,22 +174,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sine-steps", type=int, default=1, help="gradient learners' steps on the sinusoid MLP")
     p.add_argument("--learners", default=",".join(LEARNERS))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU results go to adaptation_latency_cuda)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     rows = []
     for algorithm in args.learners.split(","):
         for case in ("conv", "sine"):
             if case == "sine" and algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL"):
                 continue
-            row = measure(case, algorithm, args.runs, args.conv_steps if case == "conv" else args.sine_steps)
+            row = measure(case, algorithm, args.runs, args.conv_steps if case == "conv" else args.sine_steps, device)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"rows": rows, "settings": {"runs": args.runs, "threads": args.threads}}
+    result = {"rows": rows, "settings": {"runs": args.runs, "threads": args.threads, "device": device.type}}
     if not args.no_write:
-        write_result("adaptation_latency", result, 0)
-        saved = json.loads((ROOT / "benchmarks" / "results" / "adaptation_latency.json").read_text())
-        update_markdown_section("adaptation_latency", markdown(saved))
+        name = result_name("adaptation_latency", device)
+        write_result(name, result, 0)
+        saved = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        update_markdown_section(name, markdown(saved))
     return result
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.engine import wait_for_device  # noqa: F401  (the benchmarks time GPU work through it)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -30,6 +32,8 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
+    # A copy of the tree without .git (the GPU machine) is told its commit.
+    commit = commit or os.environ.get("BENCH_COMMIT", "")
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -104,3 +108,37 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# devices: the same scripts measure on CUDA with --device cuda (the GPU columns)
+# ---------------------------------------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    """The benchmark's device; a clear error when CUDA is asked for and there is none."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    return device
+
+
+def memory_base_mb(device: torch.device) -> float:
+    """Memory in use now, MB, and (on CUDA) the peak counter reset: process RSS on the CPU,
+    allocated tensor memory on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    return rss_mb()
+
+
+def memory_peak_mb(device: torch.device) -> float:
+    """Peak memory so far, MB, measured the way ``memory_base_mb`` measures."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
+def result_name(name: str, device: torch.device) -> str:
+    """Results and BENCHMARKS.md sections of GPU runs sit beside the CPU ones: NAME_cuda."""
+    return name if device.type == "cpu" else f"{name}_{device.type}"

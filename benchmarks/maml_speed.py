@@ -5,7 +5,9 @@ both sides. Each measurement runs in its own process (so peak memory is that sid
 sides alternate, and medians over ``--repeats`` runs are reported.
 
 Peak memory is the process's peak resident set size during training minus the resident
-size after setup (model built, data sampled, before the first step), from getrusage.
+size after setup (model built, data sampled, before the first step), from getrusage. With
+``--device cuda`` both sides train on the GPU, and peak memory is the peak of allocated
+tensor memory during training minus what was allocated after setup.
 
     python -m engine bench maml_speed --repeats 3
 """
@@ -21,7 +23,18 @@ from statistics import median
 
 import torch
 
-from .common import ROOT, machine, machine_line, peak_rss_mb, rss_mb, update_markdown_section, write_result
+from .common import (
+    ROOT,
+    machine,
+    machine_line,
+    memory_base_mb,
+    memory_peak_mb,
+    pick_device,
+    result_name,
+    update_markdown_section,
+    wait_for_device,
+    write_result,
+)
 
 MODELS = {
     # name: (source kind, model args, support shots, query shots, meta-batch, inner lr)
@@ -47,7 +60,10 @@ def _episodes(kind: str, support: int, query: int, n: int, seed: int):
     return src.episodes("train", n, support, query, seed=seed)
 
 
-def worker(side: str, model_name: str, steps: int, iters: int, warmup: int, threads: int) -> dict:
+def worker(
+    side: str, model_name: str, steps: int, iters: int, warmup: int, threads: int, device_name: str = "cpu"
+) -> dict:
+    device = pick_device(device_name)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     from engine import CausalMetaModel, OneShotMetaLearningConfig
@@ -56,15 +72,15 @@ def worker(side: str, model_name: str, steps: int, iters: int, warmup: int, thre
 
     kind, margs, support, query, batch, inner_lr = MODELS[model_name]
     task_type = "regression" if kind == "sine" else "classification"
-    model = CausalMetaModel(num_mechanisms=4, **margs)
-    episodes = _episodes(kind, support, query, batch * (iters + warmup), seed=1)
+    model = CausalMetaModel(num_mechanisms=4, **margs).to(device)
+    episodes = [ep.to(device) for ep in _episodes(kind, support, query, batch * (iters + warmup), seed=1)]
     batches = [episodes[i * batch : (i + 1) * batch] for i in range(iters + warmup)]
     meta_opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     if side == "ours":
         config = OneShotMetaLearningConfig(
             inner_lr=inner_lr, num_inner_steps=steps, causal_weight=0, enable_causal_priors=False, grad_clip=0
         )
-        learner = make_learner(model, config, task_type)
+        learner = make_learner(model, config, task_type).to(device)
 
         def step(eps):
             meta_step(learner, meta_opt, eps, 0)
@@ -84,14 +100,16 @@ def worker(side: str, model_name: str, steps: int, iters: int, warmup: int, thre
                     (loss_fn(fmodel(ep.query_x), ep.query_y) / len(eps)).backward()
             meta_opt.step()
 
-    base = rss_mb()  # before the first step: training's own memory is what we compare
+    base = memory_base_mb(device)  # before the first step: training's own memory is what we compare
     for eps in batches[:warmup]:
         step(eps)
+    wait_for_device(device)
     t0 = time.perf_counter()
     for eps in batches[warmup:]:
         step(eps)
+    wait_for_device(device)
     elapsed = time.perf_counter() - t0
-    peak = peak_rss_mb()
+    peak = memory_peak_mb(device)
     return {"tasks_per_s": iters * batch / elapsed, "peak_mb": max(0.0, peak - base), "seconds": elapsed}
 
 
@@ -117,6 +135,8 @@ def run(args: argparse.Namespace) -> dict:
                     str(iters),
                     "--threads",
                     str(args.threads),
+                    "--device",
+                    args.device,
                 ]
                 out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
                 runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -127,16 +147,22 @@ def run(args: argparse.Namespace) -> dict:
         row["speedup"] = row["ours_tasks_per_s"] / row["higher_tasks_per_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"rows": rows, "settings": {"repeats": args.repeats, "threads": args.threads, "steps": args.steps}}
+    settings = {"repeats": args.repeats, "threads": args.threads, "steps": args.steps, "device": args.device}
+    return {"rows": rows, "settings": settings}
 
 
 def markdown(result: dict) -> str:
+    gpu = result["settings"].get("device", "cpu") == "cuda"
+    memory = (
+        "peak allocated GPU memory during training minus what was allocated after setup"
+        if gpu
+        else "peak RSS during training minus RSS after setup"
+    )
     lines = [
-        "## Second-order MAML meta-training: engine vs `higher`",
+        "## Second-order MAML meta-training: engine vs `higher`" + (" on the GPU" if gpu else ""),
         "",
         f"Same model, tasks, {result['settings']['steps']} inner step(s) and meta-batch; one process per side, "
-        f"alternating, median of {result['settings']['repeats']} runs. Peak memory = peak RSS during training "
-        "minus RSS after setup.",
+        f"alternating, median of {result['settings']['repeats']} runs. Peak memory = {memory}.",
         "",
         "| model | meta-batch | engine tasks/s | higher tasks/s | speed-up | engine peak MB | higher peak MB |",
         "|---|---|---|---|---|---|---|",
@@ -161,16 +187,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--iters-conv", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU results go to maml_speed_cuda)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.model, args.steps, args.iters, 3, args.threads)))
+        print(json.dumps(worker(args.worker, args.model, args.steps, args.iters, 3, args.threads, args.device)))
         return {}
+    name = result_name("maml_speed", pick_device(args.device))
     result = run(args)
     if not args.no_write:
-        write_result("maml_speed", result, 0)
-        saved = json.loads((ROOT / "benchmarks" / "results" / "maml_speed.json").read_text())
-        update_markdown_section("maml_speed", markdown(saved))
+        write_result(name, result, 0)
+        saved = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        update_markdown_section(name, markdown(saved))
     result["machine"] = machine()
     return result
 

@@ -11,7 +11,8 @@ Two parts, each point measured in its own process (so peak memory is that point'
   meta-batch grow one at a time from a base point (Conv-4, 64 channels), for second-order
   MAML and for prototypical networks (which have no inner steps).
 
-Peak memory = the process's peak RSS during training minus its RSS after setup.
+Peak memory = the process's peak RSS during training minus its RSS after setup (with
+``--device cuda``: peak allocated GPU memory minus what was allocated after setup).
 
     python -m engine bench meta_training --iters 6
 """
@@ -27,7 +28,18 @@ from statistics import median
 
 import torch
 
-from .common import RESULTS, ROOT, machine_line, peak_rss_mb, rss_mb, update_markdown_section, write_result
+from .common import (
+    RESULTS,
+    ROOT,
+    machine_line,
+    memory_base_mb,
+    memory_peak_mb,
+    pick_device,
+    result_name,
+    update_markdown_section,
+    wait_for_device,
+    write_result,
+)
 
 BASE = {"ways": 5, "shots": 1, "steps": 1, "batch": 4}
 AXES = {"ways": [5, 10, 20], "shots": [1, 5], "steps": [1, 2, 5], "batch": [1, 2, 4, 8]}
@@ -39,13 +51,16 @@ THROUGHPUT = [  # (learner, ways, meta-batch, inner steps)
 QUERIES = 5  # per class
 
 
-def worker(algorithm: str, ways: int, shots: int, steps: int, batch: int, iters: int, threads: int) -> dict:
+def worker(
+    algorithm: str, ways: int, shots: int, steps: int, batch: int, iters: int, threads: int, device_name: str = "cpu"
+) -> dict:
     from benchmarks.adaptation_latency import count_flops, sustained_flops_per_s
     from engine import CausalMetaModel, OneShotMetaLearningConfig
     from engine.algorithms import make_learner
     from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
     from engine.training import meta_step
 
+    device = pick_device(device_name)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     embedding = algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL")
@@ -60,23 +75,26 @@ def worker(algorithm: str, ways: int, shots: int, steps: int, batch: int, iters:
         enable_causal_priors=False,
         grad_clip=0,
     )
-    learner = make_learner(model, config, "classification")
+    learner = make_learner(model, config, "classification").to(device)
     src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=ways)
     warmup = 2
-    episodes = src.episodes("train", batch * (iters + warmup), shots, QUERIES, seed=1)
+    episodes = [ep.to(device) for ep in src.episodes("train", batch * (iters + warmup), shots, QUERIES, seed=1)]
     batches = [episodes[i * batch : (i + 1) * batch] for i in range(iters + warmup)]
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
-    base = rss_mb()
+    base = memory_base_mb(device)
     for eps in batches[:warmup]:
         meta_step(learner, opt, eps, 0)
     times = []
     for eps in batches[warmup:]:
+        wait_for_device(device)
         t0 = time.perf_counter()
         meta_step(learner, opt, eps, 0)
+        wait_for_device(device)
         times.append(time.perf_counter() - t0)
-    peak = peak_rss_mb() - base
+    peak = memory_peak_mb(device) - base
     flops = count_flops(lambda: meta_step(learner, opt, batches[0], 0))
-    roof = sustained_flops_per_s(CausalMetaModel(output_dim=ways, **model_args), torch.rand(256, 1, 28, 28))
+    roof_x = torch.rand(256, 1, 28, 28, device=device)
+    roof = sustained_flops_per_s(CausalMetaModel(output_dim=ways, **model_args), roof_x)
     step_s = median(times)
     return {
         "learner": algorithm,
@@ -97,7 +115,7 @@ def worker(algorithm: str, ways: int, shots: int, steps: int, batch: int, iters:
 def _point(args: argparse.Namespace, algorithm: str, ways: int, shots: int, steps: int, batch: int) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.meta_training", "--worker", algorithm]
     cmd += ["--point", json.dumps([ways, shots, steps, batch]), "--iters", str(args.iters)]
-    cmd += ["--threads", str(args.threads)]
+    cmd += ["--threads", str(args.threads), "--device", args.device]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps(row), flush=True)
@@ -107,7 +125,7 @@ def _point(args: argparse.Namespace, algorithm: str, ways: int, shots: int, step
 def run(args: argparse.Namespace) -> dict:
     throughput = [_point(args, a, w, 1, s, b) for a, w, b, s in THROUGHPUT]
     scaling = []
-    for algorithm in ("MAML_CAUSAL", "PROTOTYPICAL_CAUSAL"):
+    for algorithm in ("MAML_CAUSAL", "PROTOTYPICAL_CAUSAL") if args.scaling else ():
         for axis, values in AXES.items():
             if axis == "steps" and algorithm != "MAML_CAUSAL":
                 continue
@@ -117,7 +135,8 @@ def run(args: argparse.Namespace) -> dict:
                     p["steps"] = 0
                 row = _point(args, algorithm, p["ways"], p["shots"], p["steps"], p["batch"])
                 scaling.append({"axis": axis, "value": v, **row})
-    return {"throughput": throughput, "scaling": scaling, "settings": {"iters": args.iters, "threads": args.threads}}
+    settings = {"iters": args.iters, "threads": args.threads, "device": args.device}
+    return {"throughput": throughput, "scaling": scaling, "settings": settings}
 
 
 def plot(result: dict, path) -> None:
@@ -155,14 +174,25 @@ def plot(result: dict, path) -> None:
 
 
 def markdown(result: dict) -> str:
+    gpu = result["settings"].get("device", "cpu") == "cuda"
+    memory = (
+        "peak allocated GPU memory minus what was allocated after setup"
+        if gpu
+        else "peak RSS during training minus RSS after setup"
+    )
+    reading = (
+        "On the GPU these small episodes are bound by kernel launches, not FLOPs: the fraction is low."
+        if gpu
+        else "A fraction above 1 means the meta-step runs faster than that batched reference: these steps are "
+        "compute-bound, not overhead-bound."
+    )
     lines = [
-        "## Meta-training throughput and scaling (Conv-4, 64 channels, Omniglot)",
+        "## Meta-training throughput and scaling (Conv-4, 64 channels, Omniglot)" + (" on the GPU" if gpu else ""),
         "",
         f"{QUERIES} queries per class; median of {result['settings']['iters']} meta-iterations after 2 warm-up, "
         f"each point in its own process. Bound = FLOPs of one meta-step / sustained FLOP/s of a batch-256 "
         "forward+backward of the same Conv-4 (see the adaptation latency section on reading it). "
-        "Peak MB = peak RSS during training minus RSS after setup. A fraction above 1 means the meta-step "
-        "runs faster than that batched reference: these steps are compute-bound, not overhead-bound.",
+        f"Peak MB = {memory}. {reading}",
         "",
         "| learner | task | meta-batch | episodes/s | ms / iteration | GFLOP / iteration | bound (ms) | fraction of bound | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -173,6 +203,9 @@ def markdown(result: dict) -> str:
             f"| {r['learner']} | {task} | {r['batch']} | {r['episodes_per_s']:.1f} | {r['ms_per_iteration']:.0f} | "
             f"{r['gflop_per_iteration']:.2f} | {r['bound_ms']:.0f} | {r['fraction_of_bound']:.2f} | {r['peak_mb']:.0f} |"
         )
+    if not result["scaling"]:
+        lines += ["", f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`."]
+        return "\n".join(lines)
     lines += [
         "",
         f"Scaling: one axis at a time from the base point ({BASE['ways']}-way {BASE['shots']}-shot, "
@@ -188,7 +221,7 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "![scaling](benchmarks/results/meta_training_scaling.png)",
+        f"![scaling](benchmarks/results/{result.get('benchmark', 'meta_training')}_scaling.png)",
         "",
         f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`.",
     ]
@@ -201,19 +234,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--point", help=argparse.SUPPRESS)
     p.add_argument("--iters", type=int, default=6, help="timed meta-iterations per point")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU results go to meta_training_cuda)")
+    p.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True, help="the scaling part")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     if args.worker:
         ways, shots, steps, batch = json.loads(args.point)
-        row = worker(args.worker, ways, shots, steps, batch, args.iters, args.threads)
+        row = worker(args.worker, ways, shots, steps, batch, args.iters, args.threads, args.device)
         print(json.dumps(row))
         return row
+    name = result_name("meta_training", pick_device(args.device))
     result = run(args)
     if not args.no_write:
-        write_result("meta_training", result, 0)
-        saved = json.loads((RESULTS / "meta_training.json").read_text())
-        plot(saved, RESULTS / "meta_training_scaling.png")
-        update_markdown_section("meta_training", markdown(saved))
+        write_result(name, result, 0)
+        saved = json.loads((RESULTS / f"{name}.json").read_text())
+        if saved["scaling"]:
+            plot(saved, RESULTS / f"{name}_scaling.png")
+        update_markdown_section(name, markdown(saved))
     return result
 
 

@@ -23,7 +23,7 @@ import torch
 from engine import create_one_shot_meta_learning_engine
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
-from .common import machine_line, mean_ci95, update_markdown_section, write_result
+from .common import machine_line, mean_ci95, pick_device, update_markdown_section, write_result
 
 SETS = {
     "small1": ("images_background_small1.zip", ["Japanese_(katakana)", "Sanskrit", "Tagalog"], "small2"),
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> dict:
         eval_interval=50,
         val_episodes=20,
         seed=args.seed,
-        device="cpu",
+        device=args.device,
     )
     eng.initialize_for_source(train)
     # Process CPU time (one thread) makes runs that share the machine comparable; wall
@@ -120,6 +120,8 @@ def training_line(s: dict) -> str:
     if s.get("decay_at"):
         parts.append(f"lr/10 at {s['decay_at']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
+    if s.get("device", "cpu") != "cpu":
+        parts.append(f"on the GPU ({s['device']})")
     return ", ".join(parts)
 
 
@@ -170,10 +172,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--chunk", type=int, default=25, help="iterations between time checks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--tag", default="", help="suffix of the result file (keeps variants apart)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    pick_device(args.device)
     result = run(args)
     if not args.no_write:
         name = f"omniglot_quality_{args.train}" + (f"_{args.tag}" if args.tag else "")

@@ -50,6 +50,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def wait_for_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a timer read after it
+    measures the work itself, not just its launch. No-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _async_twin(name: str, doc: str) -> Callable[..., Any]:
     async def method(self: OneShotMetaLearningEngine, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self, f"{name}_sync"), *args, **kwargs)
@@ -246,6 +253,7 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         steps = self.config.adaptation_steps if steps is None else steps
         params = {n: p.detach() for n, p in learner.meta_params().items()}
         with torch.no_grad():
+            wait_for_device(self.device)
             t0 = time.perf_counter()
             state = learner.adapt(
                 episode.support_x,
@@ -255,9 +263,11 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
                 causal_mask=mask,
                 record=True,
             )
+            wait_for_device(self.device)
             adaptation_time = time.perf_counter() - t0
             t1 = time.perf_counter()
             outputs = learner(state, episode.query_x, causal_mask=mask)
+            wait_for_device(self.device)
             prediction_time = time.perf_counter() - t1
             loss = float(learner.query_loss(state, outputs, episode.query_y))
             metric = learner.metric(state, outputs, episode.query_y)

@@ -78,3 +78,54 @@ def test_session_memory_smoke():
     result = session_memory.main(["--sessions", "1", "--train-seconds", "0.5", "--final-wait", "0", "--no-write"])
     assert result["start"]["rss_mb"] > 0 and len(result["per_session"]) == 1 and result["end"]["rss_mb"] > 0
     assert "| after session 1 |" in session_memory.markdown({**result, "machine": common.machine(), "command": "x"})
+
+
+def test_gpu_check_smoke():
+    # The CPU stands in for the GPU here: the two runs are the same computation, so they agree exactly.
+    from benchmarks import gpu_check
+
+    result = gpu_check.main(["--device", "cpu", "--cases", "1", "--iterations", "3", "--episodes", "3", "--no-write"])
+    row = result["rows"][0]
+    assert row["max_loss_difference_first_iterations"] == 0 and row["gpu_checkpoint_metric_difference"] == 0
+    assert row["gpu_adapt_ms"] > 0
+
+
+def test_gpu_columns_ask_for_cuda_clearly_where_there_is_none():
+    import pytest
+    import torch
+
+    from benchmarks.common import pick_device, result_name
+
+    assert result_name("maml_speed", pick_device("cpu")) == "maml_speed"
+    assert result_name("maml_speed", torch.device("cuda")) == "maml_speed_cuda"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            pick_device("cuda")
+
+
+def test_meta_training_markdown_without_scaling():
+    from benchmarks import meta_training
+    from benchmarks.common import machine
+
+    row = {
+        "learner": "PROTOTYPICAL_CAUSAL",
+        "ways": 20,
+        "shots": 1,
+        "steps": 0,
+        "batch": 1,
+        "episodes_per_s": 100.0,
+        "ms_per_iteration": 10.0,
+        "gflop_per_iteration": 7.0,
+        "bound_ms": 1.0,
+        "fraction_of_bound": 0.1,
+        "peak_mb": 50.0,
+    }
+    result = {
+        "throughput": [row],
+        "scaling": [],
+        "settings": {"iters": 1, "threads": 1, "device": "cuda"},
+        "machine": machine(),
+        "command": "smoke",
+    }
+    text = meta_training.markdown(result)
+    assert "on the GPU" in text and "Scaling" not in text and "allocated GPU memory" in text
