@@ -214,10 +214,30 @@ def markdown(r: dict) -> str:
         "last column; Streamlit drops expired ones lazily, when another session disconnects). Python seldom "
         "returns freed memory to the system, so RSS is a high-water mark rather than what is live.",
         "",
+        *_plateau(r),
         *([r["note"], ""] if r.get("note") else []),
         f"Machine: {machine_line(r['machine'])}. Command: `{r['command']}`.",
     ]
     return "\n".join(lines)
+
+
+def _plateau(r: dict) -> list[str]:
+    """Growth while closed sessions pile up within the TTL, and after their number stops growing."""
+    per = r.get("per_session") or []
+    held = [x.get("closed_within_ttl") for x in per]
+    if len(per) < 3 or None in held:
+        return []
+    first_full = held.index(max(held))  # the first session after which the held number is at its most
+    if first_full >= len(per) - 1:
+        return []
+    rise = per[first_full]["rss_mb"] - r["start"]["rss_mb"]
+    after = per[-1]["rss_mb"] - per[first_full]["rss_mb"]
+    return [
+        f"While closed sessions pile up within the TTL (to session {first_full + 1}, {held[first_full]} held) "
+        f"RSS grows {rise:+.0f} MB, about {rise / max(1, held[first_full]):.1f} MB per held session; from there "
+        f"to session {len(per)}, with old sessions expiring as new ones close, {after:+.0f} MB.",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -273,7 +273,7 @@ def discover_mechanisms(
     else:
         work, held = tasks, list(held_out or [])
     model = learner.model
-    steps = config.adaptation_steps
+    steps = learner.default_steps()
     probe = Probe(learner, steps)
     if learner.task_type == "regression":
         q = query_points or max(config.query_shots, 100)

@@ -250,7 +250,7 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         learner = self._require()
         episode = self._episode_for(target_task, support_data, query_data, seed)
         mask = None if causal_mask is None else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
-        steps = self.config.adaptation_steps if steps is None else steps
+        steps = learner.default_steps() if steps is None else steps
         params = {n: p.detach() for n, p in learner.meta_params().items()}
         with torch.no_grad():
             wait_for_device(self.device)

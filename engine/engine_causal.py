@@ -289,7 +289,7 @@ class CausalEngineMixin:
             raise RuntimeError("no mechanisms yet: run discover_causal_patterns first (or import some)")
         seed = self.config.seed + 1000 + self._online_tasks
         episode = self._episode_for(task, None, None, seed)
-        probe = Probe(learner, self.config.adaptation_steps)
+        probe = Probe(learner, learner.default_steps())
         state = probe.adapt(episode)
         base = probe.point_losses(state, probe.outputs(state, episode.query_x), episode.query_y)
         scale = self._strength_scale()

@@ -100,7 +100,7 @@ def hierarchical_adapt(
     unknown = [lv for lv in levels if lv not in LEVELS]
     if unknown or not levels:
         raise ValueError(f"adaptation levels must be among {LEVELS}; got {levels!r}")
-    steps = learner.config.adaptation_steps if steps is None else steps
+    steps = learner.default_steps() if steps is None else steps
     params = {n: p.detach() for n, p in learner.meta_params().items()}
     with torch.no_grad():
         state = learner.adapt(episode.support_x, episode.support_y, 0, params=params)

@@ -71,6 +71,24 @@ def test_gradient_learners_improve_on_sinusoid_with_causal_regulariser(sine, alg
     assert after < 0.7 * before and after < 3.0, (before, after)
 
 
+def test_meta_sgd_adapts_by_default_with_the_steps_its_rates_were_learned_for(sine):
+    # The app's sinusoid preset asks for 10 adaptation steps (right for MAML); Meta-SGD's
+    # learned per-parameter rates are for one step, and repeating them overshoots.
+    cfg = dict(SINE, algorithm="GRADIENT_CAUSAL", num_inner_steps=1, adaptation_steps=10, num_meta_iterations=300)
+    eng = create_one_shot_meta_learning_engine(**cfg)
+    eng.initialize_for_source(sine)
+    before = _held_out(eng, sine)["mse"]
+    eng.meta_train_sync(sine)
+    assert eng.learner.default_steps() == 1
+    default = _held_out(eng, sine)["mse"]
+    repeated = eng.evaluate_sync(sine, "test", episodes=100, seed=99, steps=5)["mse"]  # asked for: honoured
+    assert default < 0.7 * before and default < 3.0, (before, default)
+    assert not repeated < default, (default, repeated)  # NaN or worse: why one step is the default
+    maml = create_one_shot_meta_learning_engine(**dict(cfg, algorithm="MAML_CAUSAL"))
+    maml.initialize_for_source(sine)
+    assert maml.learner.default_steps() == 10
+
+
 def test_prototypical_omniglot_5way_1shot_well_above_chance(omniglot):
     eng = create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL", num_meta_iterations=60, **OMNI)
     eng.initialize_for_source(omniglot)

@@ -222,10 +222,14 @@ class CausalMetaLearner(nn.Module):
             y = torch.searchsorted(state.classes, y)
         return self.output_loss(outputs, y)
 
+    def default_steps(self) -> int:
+        """Adaptation steps when a caller names none: ``config.adaptation_steps``."""
+        return self.config.adaptation_steps
+
     @torch.no_grad()
     def evaluate_episode(self, episode: Episode, steps: int | None = None) -> dict[str, float]:
         """Adapt on the support set (no meta-graph) and score the query set."""
-        steps = self.config.adaptation_steps if steps is None else steps
+        steps = self.default_steps() if steps is None else steps
         params = {n: p.detach() for n, p in self.meta_params().items()}
         state = self.adapt(episode.support_x, episode.support_y, steps, params=params)
         outputs = self.forward(state, episode.query_x)

@@ -35,7 +35,7 @@ class MAMLCausalLearner(CausalMetaLearner):
         record: bool = False,
         trainable: list[str] | None = None,
     ) -> AdaptedState:
-        steps = self.config.adaptation_steps if steps is None else steps
+        steps = self.default_steps() if steps is None else steps
         params = self.meta_params() if params is None else params
         result = self.gradient_adapt(
             support_x,

@@ -52,7 +52,7 @@ class EmbeddingLearner(CausalMetaLearner):
         record: bool = False,
         trainable: list[str] | None = None,
     ) -> AdaptedState:
-        steps = self.config.adaptation_steps if steps is None else steps
+        steps = self.default_steps() if steps is None else steps
         params = self.meta_params() if params is None else params
         trace: list[float] = []
         counts = torch.bincount(support_y)
