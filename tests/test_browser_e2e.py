@@ -39,7 +39,10 @@ CHART_DATA = """() => [...document.querySelectorAll('.js-plotly-plot')]
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     require_browser()
-    with streamlit_app(tmp_path_factory.mktemp("streamlit") / "server.log") as (_, url):
+    # The demo's 400 iterations can end in a few seconds on an idle machine, before the checks of
+    # a running demo (live growth, progress bar, Stop); a longer demo keeps them about a running one.
+    env = {"CAUSAL_EXPLORER_DEMO_ITERATIONS": "2000"}
+    with streamlit_app(tmp_path_factory.mktemp("streamlit") / "server.log", env=env) as (_, url):
         yield url
 
 
