@@ -163,7 +163,8 @@ def plot(result: dict, path) -> None:
             axes[row, col].grid(alpha=0.3)
     axes[0, 0].set_ylabel("ms per meta-iteration")
     axes[1, 0].set_ylabel("peak MB")
-    axes[0, 0].legend()
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend()
     fig.suptitle(
         f"Conv-4 meta-training scaling (base: {BASE['ways']}-way {BASE['shots']}-shot, "
         f"{BASE['steps']} step, meta-batch {BASE['batch']})"
