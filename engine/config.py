@@ -167,7 +167,8 @@ FIELD_HELP: dict[str, str] = {
     "num_meta_iterations": "Meta-updates to run.",
     "causal_weight": "Weight of the causal regulariser (sparse mechanism shift + sparse input gates); 0 = off.",
     "mechanism_threshold": "Least causal strength for a discovered mechanism to be kept.",
-    "adaptation_steps": "Inner steps when adapting to a new task.",
+    "adaptation_steps": "Inner steps when adapting to a new task (GRADIENT_CAUSAL takes at most num_inner_steps: "
+    "its learned per-parameter rates are for that many, and repeating them diverges).",
     "enable_causal_priors": "Use discovered mechanisms as per-mechanism adaptation rates.",
     "save_mechanisms": "Store discovered mechanisms with checkpoints.",
     "seed": "Random seed (task sampling and initialisation).",
