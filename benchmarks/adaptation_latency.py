@@ -26,7 +26,16 @@ from engine import CausalMetaModel, OneShotMetaLearningConfig
 from engine.algorithms import make_learner
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource, SinusoidTaskSource
 
-from .common import ROOT, machine_line, pick_device, result_name, update_markdown_section, wait_for_device, write_result
+from .common import (
+    ROOT,
+    machine_line,
+    pick_device,
+    ran_on_gpu,
+    result_name,
+    update_markdown_section,
+    wait_for_device,
+    write_result,
+)
 
 LEARNERS = ["MAML_CAUSAL", "GRADIENT_CAUSAL", "PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL"]
 
@@ -150,13 +159,13 @@ def measure(case: str, algorithm: str, runs: int, steps: int, device: torch.devi
 
 def where(result: dict) -> str:
     """What ran a result: the GPU's name, or the CPU threads (old results have no device)."""
-    if result["settings"].get("device", "cpu") == "cuda":
+    if ran_on_gpu(result):
         return f"on the GPU ({result['machine'].get('cuda')})"
     return f"{result['settings']['threads']} threads"
 
 
 def markdown(result: dict) -> str:
-    gpu = result["settings"].get("device", "cpu") == "cuda"
+    gpu = ran_on_gpu(result)
     lines = [
         "## One-shot adaptation latency" + (" on the GPU" if gpu else ""),
         "",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.engine import wait_for_device  # noqa: F401  (the benchmarks time GPU work through it)
+from engine.engine import resolve_device, wait_for_device
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,18 +114,31 @@ def peak_rss_mb() -> float:
 # devices: the same scripts measure on CUDA with --device cuda (the GPU columns)
 # ---------------------------------------------------------------------------------------------
 def pick_device(name: str) -> torch.device:
-    """The benchmark's device; a clear error when CUDA is asked for and there is none."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
-    return device
+    """The benchmark's device (the engine's own resolution); a clear exit when CUDA is asked for
+    and there is none."""
+    try:
+        return resolve_device(name)
+    except RuntimeError as exc:
+        raise SystemExit(f"--device {name}: this machine has no CUDA device ({exc})") from exc
+
+
+def ran_on_gpu(result: dict[str, Any]) -> bool:
+    """Whether a saved result was measured on CUDA (results from before --device are CPU ones)."""
+    return result["settings"].get("device", "cpu") == "cuda"
+
+
+def peak_memory_text(gpu: bool) -> str:
+    """What 'peak memory' means in a table, as ``memory_base_mb``/``memory_peak_mb`` measure it."""
+    if gpu:
+        return "peak allocated GPU memory during training minus what was allocated after setup"
+    return "peak RSS during training minus RSS after setup"
 
 
 def memory_base_mb(device: torch.device) -> float:
     """Memory in use now, MB, and (on CUDA) the peak counter reset: process RSS on the CPU,
     allocated tensor memory on CUDA."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        wait_for_device(device)
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device) / 2**20
     return rss_mb()
@@ -134,7 +147,7 @@ def memory_base_mb(device: torch.device) -> float:
 def memory_peak_mb(device: torch.device) -> float:
     """Peak memory so far, MB, measured the way ``memory_base_mb`` measures."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        wait_for_device(device)
         return torch.cuda.max_memory_allocated(device) / 2**20
     return peak_rss_mb()
 

@@ -29,7 +29,9 @@ from .common import (
     machine_line,
     memory_base_mb,
     memory_peak_mb,
+    peak_memory_text,
     pick_device,
+    ran_on_gpu,
     result_name,
     update_markdown_section,
     wait_for_device,
@@ -152,12 +154,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(result: dict) -> str:
-    gpu = result["settings"].get("device", "cpu") == "cuda"
-    memory = (
-        "peak allocated GPU memory during training minus what was allocated after setup"
-        if gpu
-        else "peak RSS during training minus RSS after setup"
-    )
+    gpu = ran_on_gpu(result)
+    memory = peak_memory_text(gpu)
     lines = [
         "## Second-order MAML meta-training: engine vs `higher`" + (" on the GPU" if gpu else ""),
         "",

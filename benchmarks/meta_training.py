@@ -34,7 +34,9 @@ from .common import (
     machine_line,
     memory_base_mb,
     memory_peak_mb,
+    peak_memory_text,
     pick_device,
+    ran_on_gpu,
     result_name,
     update_markdown_section,
     wait_for_device,
@@ -175,12 +177,8 @@ def plot(result: dict, path) -> None:
 
 
 def markdown(result: dict) -> str:
-    gpu = result["settings"].get("device", "cpu") == "cuda"
-    memory = (
-        "peak allocated GPU memory minus what was allocated after setup"
-        if gpu
-        else "peak RSS during training minus RSS after setup"
-    )
+    gpu = ran_on_gpu(result)
+    memory = peak_memory_text(gpu)
     reading = (
         "On the GPU these small episodes are bound by kernel launches, not FLOPs: the fraction is low."
         if gpu
