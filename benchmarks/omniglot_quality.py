@@ -33,7 +33,12 @@ SETS = {
 
 def evaluate_within_alphabet(eng, test_zip: str, groups: list[str], ways: int, episodes: int, seed: int) -> dict:
     source = ImageTaskSource(
-        OMNIGLOT_DIR / test_zip, n_way=ways, within_group=True, split_fractions=(0, 0, 1), include_groups=groups
+        OMNIGLOT_DIR / test_zip,
+        n_way=ways,
+        within_group=True,
+        split_fractions=(0, 0, 1),
+        include_groups=groups,
+        image_size=eng.source_info["image_size"],
     )
     accs = [
         eng.learner.evaluate_episode(ep.to(eng.device))["accuracy"]
@@ -54,6 +59,8 @@ def run(args: argparse.Namespace) -> dict:
         split_fractions=(0.9, 0.1, 0.0),
         seed=args.seed,
         augment_shift=args.augment_shift,
+        augment_affine=args.augment_affine,
+        image_size=args.image_size,
     )
     eng = create_one_shot_meta_learning_engine(
         algorithm=args.algorithm,
@@ -115,8 +122,14 @@ def training_line(s: dict) -> str:
         parts.append("within-alphabet")
     if s.get("rotations"):
         parts.append("rotations")
+    if s.get("augment_affine"):
+        parts.append(f"affine x{s['augment_affine']:g}")
     if s.get("augment_shift"):
         parts.append(f"shift ±{s['augment_shift']}px")
+    if s.get("image_size", 28) != 28:
+        parts.append(f"{s['image_size']}px images")
+    if s.get("hidden_dim", 64) != 64:
+        parts.append(f"{s['hidden_dim']}-d embedding")
     if s.get("decay_at"):
         parts.append(f"lr/10 at {s['decay_at']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--causal-weight", type=float, default=0.0)
     p.add_argument("--rotations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--augment-shift", type=int, default=0, help="random training-image shifts, pixels")
+    p.add_argument("--augment-affine", type=float, default=0.0, help="random rotation/shear/scale strength (0-2)")
+    p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--train-within", action="store_true", help="training episodes within one alphabet")
     p.add_argument("--cpu-time", action="store_true", help="marks in process CPU time (use with --threads 1)")
     p.add_argument("--decay-at", type=float, default=0.0, help="minutes after which outer lr drops 10x (0 = never)")

@@ -293,3 +293,39 @@ def test_augment_shift_applies_to_training_tasks_only() -> None:
         assert torch.equal(a.support_x, b.support_x) is same
     with pytest.raises(TaskError, match="augment_shift"):
         ImageTaskSource(SMALL1, augment_shift=9)
+
+
+def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> None:
+    from engine.tasks.images import random_affine
+
+    imgs = np.zeros((40, 28, 28), dtype=np.float32)
+    imgs[:, 8:20, 13:15] = 1.0  # a vertical bar through the centre
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(random_affine(imgs, 0.0, rng), imgs, atol=1e-5)
+    out = random_affine(imgs, 1.0, rng)
+    assert out.shape == imgs.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0 + 1e-5
+    # Scale 0.8-1.2 per axis (and shear) keeps the ink within a factor of 0.8**2 .. 1.2**2 * (1+0.3**2).
+    ratio = out.sum(axis=(1, 2)) / imgs[0].sum()
+    assert ratio.min() > 0.6 and ratio.max() < 1.6
+    assert len({round(float(r), 3) for r in ratio}) > 20  # every image gets its own distortion
+    # The centre stays put (rotation, shear and scale are about the centre): ink centroid moves < 1.5 px.
+    ys, xs = np.indices((28, 28))
+    cy = (out * ys).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
+    cx = (out * xs).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
+    assert np.abs(cy - 13.5).max() < 1.5 and np.abs(cx - 13.5).max() < 1.5
+
+
+@needs_omniglot
+def test_augment_affine_applies_to_training_tasks_only() -> None:
+    plain = ImageTaskSource(SMALL1, n_way=5)
+    aug = ImageTaskSource(SMALL1, n_way=5, augment_affine=1.0)
+    for split, same in (("train", False), ("test", True)):
+        a = plain.episodes(split, 1, 1, 2, seed=7)[0]
+        b = aug.episodes(split, 1, 1, 2, seed=7)[0]
+        assert a.task_name == b.task_name
+        assert torch.equal(a.support_x, b.support_x) is same
+    assert aug.describe()["augment_affine"] == 1.0
+    for bad in (2.5, -0.1, float("nan"), True, "1"):
+        with pytest.raises(TaskError, match="augment_affine"):
+            ImageTaskSource(SMALL1, augment_affine=bad)

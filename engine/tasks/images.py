@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
@@ -410,6 +411,34 @@ def random_shift(imgs: np.ndarray, max_shift: int, rng: np.random.Generator) -> 
     return np.stack([pad[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
+# Koch et al. (2015) distortions for Omniglot, at strength 1: rotation, shear and scale ranges.
+AFFINE_ROTATION_DEG = 10.0
+AFFINE_SHEAR = 0.3
+AFFINE_SCALE = 0.2
+
+
+def random_affine(imgs: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Distort each (S, S) float image by a random rotation, shear and scale about its centre
+    (training-split augmentation: the same character drawn by a slightly different hand).
+    ``strength`` scales Koch et al.'s ranges (rotation +-10 deg, shear +-0.3, scale 0.8-1.2)."""
+    n = imgs.shape[0]
+    theta = np.deg2rad(rng.uniform(-1, 1, n) * AFFINE_ROTATION_DEG * strength)
+    shear = rng.uniform(-1, 1, (n, 2)) * AFFINE_SHEAR * strength
+    scale = 1 + rng.uniform(-1, 1, (n, 2)) * AFFINE_SCALE * strength
+    cos, sin = np.cos(theta), np.sin(theta)
+    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+    shr = np.stack([np.stack([np.ones(n), shear[:, 0]], -1), np.stack([shear[:, 1], np.ones(n)], -1)], -2)
+    # affine_grid maps output to input coordinates, so the inverse transform goes in.
+    fwd = rot @ shr * scale[:, :, None]
+    inv = np.linalg.inv(fwd)
+    mats = torch.from_numpy(np.concatenate([inv, np.zeros((n, 2, 1))], -1)).float()
+    x = torch.from_numpy(np.ascontiguousarray(imgs, dtype=np.float32))[:, None]
+    grid = F.affine_grid(mats, list(x.shape), align_corners=False)
+    # Zero padding: the background is 0 (strokes high, see load_images).
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0].numpy()
+
+
 class ImageTask(Task):
     """An N-way task over a fixed set of classes; labels are 0..N-1."""
 
@@ -448,6 +477,8 @@ class ImageTask(Task):
                 )
             pick = rows[rng.choice(len(rows), size=need, replace=False)]
             imgs = src._pixels(pick, src._rotation[cid])
+            if src.augment_affine and self.split == "train":
+                imgs = random_affine(imgs, src.augment_affine, rng)
             if src.augment_shift and self.split == "train":
                 imgs = random_shift(imgs, src.augment_shift, rng)
             sx.append(imgs[:support_shots])
@@ -491,6 +522,7 @@ class ImageTaskSource(TaskSource):
         max_images: int = DEFAULT_MAX_IMAGES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         augment_shift: int = 0,
+        augment_affine: float = 0.0,
     ) -> None:
         if isinstance(n_way, bool) or not isinstance(n_way, (int, np.integer)) or n_way < 2:
             raise TaskError(f"n_way must be an integer >= 2, got {n_way!r}")
@@ -508,6 +540,13 @@ class ImageTaskSource(TaskSource):
         ):
             raise TaskError(f"augment_shift must be an integer in [0, 8] pixels, got {augment_shift!r}")
         self.augment_shift = int(augment_shift)
+        if (
+            isinstance(augment_affine, bool)
+            or not isinstance(augment_affine, (int, float, np.integer, np.floating))
+            or not 0 <= augment_affine <= 2
+        ):
+            raise TaskError(f"augment_affine must be a number in [0, 2] (strength), got {augment_affine!r}")
+        self.augment_affine = float(augment_affine)
         self.within_group = bool(within_group)
         self.seed = int(seed)
         self.input_shape = (1, self.image_size, self.image_size)
@@ -642,6 +681,7 @@ class ImageTaskSource(TaskSource):
             image_size=self.image_size,
             rotations=self.rotations,
             augment_shift=self.augment_shift,
+            augment_affine=self.augment_affine,
             within_group=self.within_group,
             groups=list(self.groups),
             classes={s: self.num_classes(s) for s in SPLITS},
