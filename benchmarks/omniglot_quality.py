@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> dict:
         OMNIGLOT_DIR / train_zip,
         n_way=args.train_way,
         rotations=args.rotations,
+        mirrors=args.mirrors,
         within_group=args.train_within,
         split_fractions=(0.9, 0.1, 0.0),
         seed=args.seed,
@@ -101,10 +102,15 @@ def run(args: argparse.Namespace) -> dict:
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr / 10
         point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
-        for ways in (20, 5):
-            point[f"{ways}way"] = evaluate_within_alphabet(
-                eng, test_zip, test_groups, ways, args.episodes, args.seed + ways
-            )
+        for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
+            if suffix and not shifts:
+                continue
+            eng.learner.config = eng.config.replace(test_time_shifts=shifts)
+            for ways in (20, 5):
+                point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
+                    eng, test_zip, test_groups, ways, args.episodes, args.seed + ways
+                )
+        eng.learner.config = eng.config
         curve.append(point)
         print(json.dumps(point), flush=True)
     return {
@@ -122,6 +128,8 @@ def training_line(s: dict) -> str:
         parts.append("within-alphabet")
     if s.get("rotations"):
         parts.append("rotations")
+    if s.get("mirrors"):
+        parts.append("mirrors")
     if s.get("augment_affine"):
         parts.append(f"affine x{s['augment_affine']:g}")
     if s.get("augment_shift"):
@@ -138,6 +146,12 @@ def training_line(s: dict) -> str:
     return ", ".join(parts)
 
 
+def _error(point: dict, key: str) -> str:
+    if key not in point:
+        return "–"
+    return f"{point[key]['error']:.1%} ± {point[key]['ci95']:.1%}"
+
+
 def markdown(results: dict[str, dict]) -> str:
     lines = [
         "## Omniglot, minimal background (one 5-alphabet set), within-alphabet one-shot",
@@ -146,8 +160,9 @@ def markdown(results: dict[str, dict]) -> str:
         "Error = 1 - accuracy, mean ± 95% interval over the episodes. Reference (Lake et al. 2019, 20-way): "
         "Prototypical Networks 30.1%, BPL 4.2%, people 4.5%.",
         "",
-        "| trained on | tested on | learner | training | training time | iterations | 20-way error | 5-way error |",
-        "|---|---|---|---|---|---|---|---|",
+        "| trained on | tested on | learner | training | training time | iterations | 20-way error | 5-way error "
+        "| 20-way, shifted views | 5-way, shifted views |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results.values():
         s = res["settings"]
@@ -155,7 +170,7 @@ def markdown(results: dict[str, dict]) -> str:
             lines.append(
                 f"| {res['train_set']} | {', '.join(res['test_alphabets'])} | {s['algorithm']} | {training_line(s)} | "
                 f"{p['train_minutes']:.1f} min | {p['iterations']} | "
-                f"{p['20way']['error']:.1%} ± {p['20way']['ci95']:.1%} | {p['5way']['error']:.1%} ± {p['5way']['ci95']:.1%} |"
+                f"{_error(p, '20way')} | {_error(p, '5way')} | {_error(p, '20way_views')} | {_error(p, '5way_views')} |"
             )
     lines += ["", "Runs (machine, then command):", ""]
     lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]
@@ -178,9 +193,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--causal-weight", type=float, default=0.0)
     p.add_argument("--rotations", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--mirrors", action="store_true", help="mirror images (and their rotations) as more classes")
     p.add_argument("--augment-shift", type=int, default=0, help="random training-image shifts, pixels")
     p.add_argument("--augment-affine", type=float, default=0.0, help="random rotation/shear/scale strength (0-2)")
     p.add_argument("--image-size", type=int, default=28)
+    p.add_argument(
+        "--test-time-shifts", type=int, default=0, help="also evaluate with embeddings averaged over views shifted N px"
+    )
     p.add_argument("--train-within", action="store_true", help="training episodes within one alphabet")
     p.add_argument("--cpu-time", action="store_true", help="marks in process CPU time (use with --threads 1)")
     p.add_argument("--decay-at", type=float, default=0.0, help="minutes after which outer lr drops 10x (0 = never)")

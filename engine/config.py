@@ -48,6 +48,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "val_episodes": (1, 10_000),
     "conv_channels": (4, 512),
     "grad_clip": (0.0, 1e6),
+    "test_time_shifts": (0, 4),
 }
 _DEVICES = ("auto", "cpu", "cuda")
 _ENCODERS = ("auto", "mlp", "conv4")
@@ -86,6 +87,7 @@ class OneShotMetaLearningConfig:
     eval_interval: int = 25
     val_episodes: int = 20
     grad_clip: float = 10.0
+    test_time_shifts: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -182,4 +184,6 @@ FIELD_HELP: dict[str, str] = {
     "eval_interval": "Meta-iterations between validation evaluations.",
     "val_episodes": "Validation episodes per evaluation.",
     "grad_clip": "Meta-gradient norm clip (0 = none).",
+    "test_time_shifts": "Prototypical/relation on images, outside meta-training: average each image's embedding "
+    "with its copies shifted this many pixels up, down, left and right (0 = off).",
 }

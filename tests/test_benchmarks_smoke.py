@@ -13,8 +13,12 @@ def test_sinusoid_quality_smoke():
 def test_omniglot_quality_smoke():
     result = omniglot_quality.main(
         ["--minutes", "0.01", "--episodes", "2", "--channels", "8", "--chunk", "2", "--no-write"]
+        + ["--mirrors", "--augment-affine", "1", "--test-time-shifts", "1"]
     )
-    assert 0 <= result["curve"][0]["20way"]["accuracy"] <= 1
+    point = result["curve"][0]
+    assert all(0 <= point[k]["accuracy"] <= 1 for k in ("20way", "5way", "20way_views", "5way_views"))
+    assert "mirrors, affine x1" in omniglot_quality.training_line(result["settings"])
+    assert omniglot_quality._error({"20way": point["20way"]}, "20way_views") == "–"  # older results lack views
 
 
 def test_maml_speed_smoke():

@@ -329,3 +329,22 @@ def test_augment_affine_applies_to_training_tasks_only() -> None:
     for bad in (2.5, -0.1, float("nan"), True, "1"):
         with pytest.raises(TaskError, match="augment_affine"):
             ImageTaskSource(SMALL1, augment_affine=bad)
+
+
+@needs_omniglot
+def test_mirrors_add_mirror_image_classes_in_the_same_split() -> None:
+    plain = ImageTaskSource(SMALL1)
+    both = ImageTaskSource(SMALL1, rotations=True, mirrors=True)
+    only = ImageTaskSource(SMALL1, mirrors=True)
+    for s in ("train", "val", "test"):
+        assert both.num_classes(s) == 8 * plain.num_classes(s)
+        assert only.num_classes(s) == 2 * plain.num_classes(s)
+    name = plain.class_names["test"][0]
+    base = plain.images_of_class(name)
+    np.testing.assert_array_equal(only.images_of_class(name + "@mirror"), base[:, :, ::-1])
+    np.testing.assert_array_equal(
+        both.images_of_class(name + "@mirror@rot90"), np.rot90(base[:, :, ::-1], 1, axes=(1, 2))
+    )
+    # A character's copies never cross splits: its mirror is a test class like itself.
+    assert name + "@mirror@rot270" in both.class_names["test"]
+    assert both.describe()["mirrors"] is True

@@ -29,6 +29,7 @@ class AdaptedState:
     # embedding learners: one row per class present in the support set, and that class's label
     prototypes: torch.Tensor | None = None
     classes: torch.Tensor | None = None
+    views: bool = False  # embedding learners: average embeddings over shifted views (test time)
 
 
 class CausalMetaLearner(nn.Module):

@@ -2,7 +2,8 @@
 
 Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
 Adaptation is closed form: one prototype (mean embedding) per support class; queries are
-scored by negative squared Euclidean distance. With two or more shots per class the
+scored by negative squared Euclidean distance. With ``test_time_shifts`` set, embeddings
+outside meta-training are averaged over each image and four shifted copies of it. With two or more shots per class the
 structure gates also take ``steps`` gradient steps on a leave-one-out prototype loss over
 the support set (with one shot there is nothing to fit without the queries, so none).
 """
@@ -33,6 +34,16 @@ def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     counts = onehot.sum(0)
     loo = (sums[None] - onehot[:, :, None] * emb[:, None]) / (counts[None, :, None] - onehot[:, :, None]).clamp(min=1)
     return -((emb[:, None] - loo) ** 2).sum(-1)
+
+
+def shifted_views(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Images (B, C, H, W) -> (5, B, C, H, W): each image, then shifted by ``radius`` pixels
+    down, up, right and left, the uncovered border filled with 0 (the background)."""
+    r = radius
+    h, w = x.shape[-2:]
+    pad = F.pad(x, (r, r, r, r))
+    offsets = ((r, r), (0, r), (2 * r, r), (r, 0), (r, 2 * r))  # (top, left) of each crop in pad
+    return torch.stack([pad[..., t : t + h, s : s + w] for t, s in offsets])
 
 
 class EmbeddingLearner(CausalMetaLearner):
@@ -75,12 +86,21 @@ class EmbeddingLearner(CausalMetaLearner):
                 loss_fn=loo_loss,
             )
             params, trace = result.params, result.trace
-        emb = functional_forward(self.model, params, support_x, causal_mask=causal_mask)
+        # Shifted views only outside meta-training (no meta-graph): they are a test-time average.
+        views = not create_graph and self.config.test_time_shifts > 0 and support_x.dim() == 4
+        emb = self._embed(params, support_x, causal_mask, views)
         classes, protos = class_means(emb, support_y)
-        return AdaptedState(params, trace, prototypes=protos, classes=classes)
+        return AdaptedState(params, trace, prototypes=protos, classes=classes, views=views)
 
     def embed(self, state: AdaptedState, x: torch.Tensor, causal_mask: torch.Tensor | None) -> torch.Tensor:
-        return functional_forward(self.model, state.params, x, causal_mask=causal_mask)
+        return self._embed(state.params, x, causal_mask, state.views)
+
+    def _embed(self, params: Params, x: torch.Tensor, causal_mask: torch.Tensor | None, views: bool) -> torch.Tensor:
+        if not views:
+            return functional_forward(self.model, params, x, causal_mask=causal_mask)
+        stacked = shifted_views(x, self.config.test_time_shifts)
+        emb = functional_forward(self.model, params, stacked.flatten(0, 1), causal_mask=causal_mask)
+        return emb.view(stacked.shape[0], x.shape[0], -1).mean(0)
 
 
 class PrototypicalCausalLearner(EmbeddingLearner):

@@ -54,6 +54,7 @@ MAX_MEMBERS = 200_000  # entries of a zip (files and folders); checked before de
 MAX_TOTAL_PIXELS = 1_000_000_000  # all images of a set, at their stored size (Omniglot: 0.36e9)
 IMAGE_FORMATS = ("PNG", "JPEG")  # what PIL may decode; other decoders are never tried
 ROTATIONS = (0, 1, 2, 3)  # multiples of 90 degrees (counter-clockwise, np.rot90)
+MIRRORED = (4, 5, 6, 7)  # the same four rotations of the left-right mirror image
 
 ImageInput = str | os.PathLike | bytes | BinaryIO
 
@@ -514,6 +515,7 @@ class ImageTaskSource(TaskSource):
         n_way: int = 5,
         image_size: int = 28,
         rotations: bool = False,
+        mirrors: bool = False,
         within_group: bool = False,
         split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
         include_groups: list[str] | None = None,
@@ -533,6 +535,7 @@ class ImageTaskSource(TaskSource):
         self.n_way = int(n_way)
         self.image_size = int(image_size)
         self.rotations = bool(rotations)
+        self.mirrors = bool(mirrors)
         if (
             isinstance(augment_shift, bool)
             or not isinstance(augment_shift, (int, np.integer))
@@ -591,6 +594,8 @@ class ImageTaskSource(TaskSource):
         self._group_of: list[str] = []
         self._split_ids: dict[str, list[int]] = {}
         rots = ROTATIONS if self.rotations else (0,)
+        if self.mirrors:
+            rots = rots + tuple(r + 4 for r in rots)
         for split in SPLITS:
             ids = []
             for c in split_base[split]:
@@ -607,15 +612,19 @@ class ImageTaskSource(TaskSource):
     def _class_name(self, c: int, rotation: int) -> str:
         g, k = self._data.groups[c], self._data.classes[c]
         name = f"{g}/{k}" if g else k
-        return name + (f"@rot{90 * rotation}" if rotation else "")
+        mirror = "@mirror" if rotation >= 4 else ""
+        turn = rotation % 4
+        return name + mirror + (f"@rot{90 * turn}" if turn else "")
 
     def _rows_of(self, cid: int) -> np.ndarray:
         return self._data.indices[self._base[cid]]
 
     def _pixels(self, rows: np.ndarray, rotation: int) -> np.ndarray:
         imgs = self._data.images[rows].astype(np.float32) / 255.0
-        if rotation:
-            imgs = np.rot90(imgs, k=rotation, axes=(1, 2))
+        if rotation >= 4:
+            imgs = imgs[:, :, ::-1]
+        if rotation % 4:
+            imgs = np.rot90(imgs, k=rotation % 4, axes=(1, 2))
         return np.ascontiguousarray(imgs)
 
     # --------------------------------------------------------------- queries
@@ -680,6 +689,7 @@ class ImageTaskSource(TaskSource):
             n_way=self.n_way,
             image_size=self.image_size,
             rotations=self.rotations,
+            mirrors=self.mirrors,
             augment_shift=self.augment_shift,
             augment_affine=self.augment_affine,
             within_group=self.within_group,
