@@ -80,6 +80,13 @@ def _add_source_options(parser: argparse.ArgumentParser, required: bool) -> None
     g.add_argument("--task-column", help="tabular: the column naming each row's task")
     g.add_argument("--within-group", action="store_true", default=None, help="images: classes of one alphabet")
     g.add_argument("--rotations", action="store_true", default=None, help="images: 90-degree rotations as classes")
+    g.add_argument("--mirrors", action="store_true", default=None, help="images: mirror images as classes")
+    g.add_argument("--augment-shift", type=int, help="images: random training shifts of up to N pixels (0-8)")
+    g.add_argument(
+        "--augment-affine",
+        type=float,
+        help="images: random training rotation/shear/scale, strength 0-2 (1 = Koch et al.)",
+    )
     g.add_argument("--include-groups", help="images: comma-separated groups (alphabets) to use")
     g.add_argument(
         "--split-fractions", help="images/tabular: train,val,test fractions, e.g. 0,0,1 to test on all classes"
@@ -160,9 +167,12 @@ def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, An
         if args.path:
             kw["path"] = args.path
         kw["n_way"] = n_way_default  # the config's n_way
-        for key in ("within_group", "rotations"):
+        for key in ("within_group", "rotations", "mirrors"):
             if getattr(args, key):
                 kw[key] = True
+        for key in ("augment_shift", "augment_affine"):
+            if getattr(args, key) is not None:
+                kw[key] = getattr(args, key)
         if args.include_groups:
             kw["include_groups"] = [g.strip() for g in args.include_groups.split(",") if g.strip()]
     elif name == "tabular":

@@ -80,8 +80,24 @@ elif kind == "images":
         n_way = c[1].number_input("classes per task (N-way)", 2, 20, 5, key="img_nway")
         within = c[2].checkbox("within one alphabet", key="img_within")
         rot = c[3].checkbox("rotations as extra classes", key="img_rot")
+        c2 = st.columns(4)
+        mirrors = c2[0].checkbox("mirror images as extra classes", key="img_mirror")
+        distort = c2[1].checkbox(
+            "distort training images",
+            key="img_distort",
+            help="Training tasks only: random shifts of up to 2 pixels and small rotations, shears and scalings "
+            "(Koch et al. 2015). Validation and test images are never changed.",
+        )
+        augment = {"augment_shift": 2, "augment_affine": 1.0} if distort else {}
         candidate, problem = build(
-            session.builtin_source, "images", zip_name=zip_name, n_way=int(n_way), within_group=within, rotations=rot
+            session.builtin_source,
+            "images",
+            zip_name=zip_name,
+            n_way=int(n_way),
+            within_group=within,
+            rotations=rot,
+            mirrors=mirrors,
+            **augment,
         )
 elif kind == "example_csv":
     st.markdown(

@@ -234,6 +234,21 @@ def test_tasks_builtin_previews(kind):
     assert logic.source_kind(at.session_state["source"]) == {"example_csv": "tabular"}.get(kind, kind)
 
 
+def test_tasks_images_mirrors_and_distortion_reach_the_source():
+    at = new_app("pages/tasks.py")
+    at.radio(key="tasks_kind").set_value("images")
+    at.run()
+    at.checkbox(key="img_mirror").check()
+    at.checkbox(key="img_distort").check()
+    at.run()
+    ok(at)
+    button(at, "Use this task source").click()
+    at.run()
+    ok(at)
+    info = at.session_state["source"].describe()
+    assert info["mirrors"] is True and info["augment_shift"] == 2 and info["augment_affine"] == 1.0
+
+
 # ---------------------------------------------------------------------------------------------- meta-train
 
 

@@ -60,6 +60,13 @@ def test_train_evaluate_adapt_sinusoid(tmp_path):
             "3",
             "--support-shots",
             "1",
+            "--mirrors",
+            "--augment-shift",
+            "1",
+            "--augment-affine",
+            "0.5",
+            "--test-time-shifts",
+            "1",
         ],
         ["--source", "scm", "--num-variables", "5", "--support-shots", "3"],
         [
@@ -95,6 +102,8 @@ def test_errors_are_one_clear_line(capsys, tmp_path):
     assert "not found" in capsys.readouterr().err
     assert main(["bench", "nope"]) == 2
     assert "available" in capsys.readouterr().err
+    assert main(["train", "--source", "images", "--augment-affine", "3", "--quiet"]) == 2
+    assert "augment_affine must be a number in [0, 2]" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- option ranges

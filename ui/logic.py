@@ -56,7 +56,13 @@ def md_escape(text: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 SECTIONS: dict[str, list[str]] = {
     "Schedule": ["num_meta_iterations", "meta_batch_size", "outer_lr", "eval_interval", "val_episodes", "grad_clip"],
-    "Inner loop and adaptation": ["inner_lr", "num_inner_steps", "adaptation_steps", "first_order"],
+    "Inner loop and adaptation": [
+        "inner_lr",
+        "num_inner_steps",
+        "adaptation_steps",
+        "first_order",
+        "test_time_shifts",
+    ],
     "Episodes": ["support_shots", "query_shots", "n_way"],
     "Causal": ["causal_weight", "enable_causal_priors", "mechanism_threshold", "save_mechanisms"],
     "Model and system": ["num_mechanisms", "hidden_dim", "encoder", "conv_channels", "device", "seed"],
