@@ -23,7 +23,7 @@ import torch
 from engine import create_one_shot_meta_learning_engine
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
-from .common import machine_line, mean_ci95, pick_device, update_markdown_section, write_result
+from .common import RESULTS, machine_line, mean_ci95, pick_device, update_markdown_section, write_result
 
 SETS = {
     "small1": ("images_background_small1.zip", ["Japanese_(katakana)", "Sanskrit", "Tagalog"], "small2"),
@@ -152,6 +152,49 @@ def _error(point: dict, key: str) -> str:
     return f"{point[key]['error']:.1%} ± {point[key]['ci95']:.1%}"
 
 
+def plot(results: dict[str, dict], path) -> None:
+    """20-way error against training time, one line per run with two or more marks (shifted views dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for res in results.values():
+        curve = res["curve"]
+        if len(curve) < 2:
+            continue
+        xs = [p["train_minutes"] for p in curve]
+        label = f"{res['train_set']}: {training_line(res['settings'])}"
+        line = ax.errorbar(
+            xs,
+            [100 * p["20way"]["error"] for p in curve],
+            [100 * p["20way"]["ci95"] for p in curve],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+        if all("20way_views" in p for p in curve):
+            ax.plot(
+                xs,
+                [100 * p["20way_views"]["error"] for p in curve],
+                "--",
+                marker="s",
+                color=line[0].get_color(),
+                label=f"{res['train_set']}: same run, shifted views",
+            )
+    ax.axhline(30.1, color="grey", linestyle=":", label="published Prototypical Networks (30.1%)")
+    ax.axhline(15.0, color="black", linestyle="-.", label="goal (15%)")
+    ax.set_xlabel("training minutes (one core; CPU time for CPU-time runs)")
+    ax.set_ylabel("20-way within-alphabet error, %")
+    ax.set_title("Omniglot minimal: one-shot error on unseen alphabets against training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
 def markdown(results: dict[str, dict]) -> str:
     lines = [
         "## Omniglot, minimal background (one 5-alphabet set), within-alphabet one-shot",
@@ -172,6 +215,7 @@ def markdown(results: dict[str, dict]) -> str:
                 f"{p['train_minutes']:.1f} min | {p['iterations']} | "
                 f"{_error(p, '20way')} | {_error(p, '5way')} | {_error(p, '20way_views')} | {_error(p, '5way_views')} |"
             )
+    lines += ["", "![Omniglot error against training time](benchmarks/results/omniglot_quality.png)"]
     lines += ["", "Runs (machine, then command):", ""]
     lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]
     return "\n".join(lines)
@@ -209,18 +253,26 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--tag", default="", help="suffix of the result file (keeps variants apart)")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
     args = p.parse_args(argv)
+    if args.redraw:
+        return redraw()
     torch.set_num_threads(args.threads)
     pick_device(args.device)
     result = run(args)
     if not args.no_write:
         name = f"omniglot_quality_{args.train}" + (f"_{args.tag}" if args.tag else "")
         write_result(name, result, args.seed)
-        from .common import RESULTS
-
-        saved = {f.stem: json.loads(f.read_text()) for f in sorted(RESULTS.glob("omniglot_quality_*.json"))}
-        update_markdown_section("omniglot_quality", markdown(saved))
+        redraw()
     return result
+
+
+def redraw() -> dict[str, dict]:
+    """Table and plot from every saved omniglot_quality result."""
+    saved = {f.stem: json.loads(f.read_text()) for f in sorted(RESULTS.glob("omniglot_quality_*.json"))}
+    plot(saved, RESULTS / "omniglot_quality.png")
+    update_markdown_section("omniglot_quality", markdown(saved))
+    return saved
 
 
 if __name__ == "__main__":
