@@ -175,11 +175,10 @@ def plot(results: dict[str, dict], path) -> None:
             label=label,
         )
         if all("20way_views" in p for p in curve):
-            ax.plot(
+            ax.errorbar(  # an errorbar container like the line above: the legend keeps plotting order
                 xs,
                 [100 * p["20way_views"]["error"] for p in curve],
-                "--",
-                marker="s",
+                fmt="--s",
                 color=line[0].get_color(),
                 label=f"{res['train_set']}: same run, shifted views",
             )
