@@ -283,16 +283,22 @@ def test_random_shift_moves_pixels_and_keeps_ink() -> None:
 
 
 @needs_omniglot
-def test_augment_shift_applies_to_training_tasks_only() -> None:
+@pytest.mark.parametrize(
+    "key, value, bad",
+    [("augment_shift", 2, (9,)), ("augment_affine", 1.0, (2.5, -0.1, float("nan"), True, "1"))],
+)
+def test_augmentation_applies_to_training_tasks_only(key, value, bad) -> None:
     plain = ImageTaskSource(SMALL1, n_way=5)
-    aug = ImageTaskSource(SMALL1, n_way=5, augment_shift=2)
+    aug = ImageTaskSource(SMALL1, n_way=5, **{key: value})
     for split, same in (("train", False), ("test", True)):
         a = plain.episodes(split, 1, 1, 2, seed=7)[0]
         b = aug.episodes(split, 1, 1, 2, seed=7)[0]
-        assert a.task_name == b.task_name  # same classes; only the pixels may move
+        assert a.task_name == b.task_name  # same classes; only the pixels may change
         assert torch.equal(a.support_x, b.support_x) is same
-    with pytest.raises(TaskError, match="augment_shift"):
-        ImageTaskSource(SMALL1, augment_shift=9)
+    assert aug.describe()[key] == value
+    for v in bad:
+        with pytest.raises(TaskError, match=key):
+            ImageTaskSource(SMALL1, **{key: v})
 
 
 def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> None:
@@ -314,21 +320,6 @@ def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> N
     cy = (out * ys).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
     cx = (out * xs).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
     assert np.abs(cy - 13.5).max() < 1.5 and np.abs(cx - 13.5).max() < 1.5
-
-
-@needs_omniglot
-def test_augment_affine_applies_to_training_tasks_only() -> None:
-    plain = ImageTaskSource(SMALL1, n_way=5)
-    aug = ImageTaskSource(SMALL1, n_way=5, augment_affine=1.0)
-    for split, same in (("train", False), ("test", True)):
-        a = plain.episodes(split, 1, 1, 2, seed=7)[0]
-        b = aug.episodes(split, 1, 1, 2, seed=7)[0]
-        assert a.task_name == b.task_name
-        assert torch.equal(a.support_x, b.support_x) is same
-    assert aug.describe()["augment_affine"] == 1.0
-    for bad in (2.5, -0.1, float("nan"), True, "1"):
-        with pytest.raises(TaskError, match="augment_affine"):
-            ImageTaskSource(SMALL1, augment_affine=bad)
 
 
 @needs_omniglot

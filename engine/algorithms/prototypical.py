@@ -2,10 +2,11 @@
 
 Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
 Adaptation is closed form: one prototype (mean embedding) per support class; queries are
-scored by negative squared Euclidean distance. With ``test_time_shifts`` set, embeddings
-outside meta-training are averaged over each image and four shifted copies of it. With two or more shots per class the
+scored by negative squared Euclidean distance. With two or more shots per class the
 structure gates also take ``steps`` gradient steps on a leave-one-out prototype loss over
-the support set (with one shot there is nothing to fit without the queries, so none).
+the support set (with one shot there is nothing to fit without the queries, so none). With
+``test_time_shifts`` set, embeddings outside meta-training are averaged over each image and
+four shifted copies of it.
 """
 
 from __future__ import annotations

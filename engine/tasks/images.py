@@ -53,8 +53,7 @@ MAX_TOTAL_BYTES = 1024 * 1024 * 1024  # all image files of an archive, uncompres
 MAX_MEMBERS = 200_000  # entries of a zip (files and folders); checked before decoding any
 MAX_TOTAL_PIXELS = 1_000_000_000  # all images of a set, at their stored size (Omniglot: 0.36e9)
 IMAGE_FORMATS = ("PNG", "JPEG")  # what PIL may decode; other decoders are never tried
-ROTATIONS = (0, 1, 2, 3)  # multiples of 90 degrees (counter-clockwise, np.rot90)
-MIRRORED = (4, 5, 6, 7)  # the same four rotations of the left-right mirror image
+ROTATIONS = (0, 1, 2, 3)  # multiples of 90 degrees (counter-clockwise, np.rot90); +4: of the mirror image
 
 ImageInput = str | os.PathLike | bytes | BinaryIO
 
@@ -587,7 +586,7 @@ class ImageTaskSource(TaskSource):
             "val": sorted(perm[n_tr : n_tr + n_va]),
             "test": sorted(perm[n_tr + n_va :]),
         }
-        # Class table: (base class, rotation) pairs.
+        # Class table: (base class, rotation) pairs; rotation 4-7 is 0-3 of the left-right mirror image.
         self._base: list[int] = []
         self._rotation: list[int] = []
         self._names: list[str] = []
