@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> dict:
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr / 10
         point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
+        if args.save_checkpoints:
+            eng.save_sync(checkpoint_path(args.train, args.tag, mark / 60))
         for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
             if suffix and not shifts:
                 continue
@@ -119,6 +122,11 @@ def run(args: argparse.Namespace) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k not in ("no_write",)},
         "curve": curve,
     }
+
+
+def checkpoint_path(train: str, tag: str, minutes: float) -> Path:
+    """Where --save-checkpoints keeps a run's model at one training-time mark (git-ignored)."""
+    return RESULTS / "checkpoints" / (f"{train}_{tag}" if tag else train) / f"{minutes:g}min"
 
 
 def training_line(s: dict) -> str:
@@ -251,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--tag", default="", help="suffix of the result file (keeps variants apart)")
+    p.add_argument("--save-checkpoints", action="store_true", help="keep the model at each mark (for --ensemble)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
     args = p.parse_args(argv)
