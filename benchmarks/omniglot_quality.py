@@ -32,21 +32,52 @@ SETS = {
 }
 
 
-def evaluate_within_alphabet(eng, test_zip: str, groups: list[str], ways: int, episodes: int, seed: int) -> dict:
+def ensemble_accuracy(learners: list, episode) -> float:
+    """Query accuracy of the members' mean class probabilities (one member: its own accuracy)."""
+    probs = 0
+    with torch.no_grad():
+        for learner in learners:
+            params = {n: p.detach() for n, p in learner.meta_params().items()}
+            state = learner.adapt(episode.support_x, episode.support_y, learner.default_steps(), params=params)
+            probs = probs + learner.forward(state, episode.query_x).softmax(-1)
+    return float((learners[0].predict_labels(state, probs) == episode.query_y).float().mean())
+
+
+def evaluate_within_alphabet(
+    engines: list, test_zip: str, groups: list[str], ways: int, episodes: int, seed: int
+) -> dict:
     source = ImageTaskSource(
         OMNIGLOT_DIR / test_zip,
         n_way=ways,
         within_group=True,
         split_fractions=(0, 0, 1),
         include_groups=groups,
-        image_size=eng.source_info["image_size"],
+        image_size=engines[0].source_info["image_size"],
     )
+    learners = [eng.learner for eng in engines]
     accs = [
-        eng.learner.evaluate_episode(ep.to(eng.device))["accuracy"]
+        ensemble_accuracy(learners, ep.to(engines[0].device))
         for ep in source.episodes("test", episodes, 1, 1 if ways == 20 else 4, seed=seed)
     ]
     acc, ci = mean_ci95(accs)
     return {"accuracy": acc, "error": 1 - acc, "ci95": ci, "episodes": episodes}
+
+
+def evaluate_point(engines: list, test_zip: str, groups: list[str], args: argparse.Namespace) -> dict:
+    """20- and 5-way errors, plainly and (with --test-time-shifts) with shifted views."""
+    point = {}
+    for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
+        if suffix and not shifts:
+            continue
+        for eng in engines:
+            eng.learner.config = eng.config.replace(test_time_shifts=shifts)
+        for ways in (20, 5):
+            point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
+                engines, test_zip, groups, ways, args.episodes, args.seed + ways
+            )
+    for eng in engines:
+        eng.learner.config = eng.config
+    return point
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -105,15 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
         if args.save_checkpoints:
             eng.save_sync(checkpoint_path(args.train, args.tag, mark / 60))
-        for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
-            if suffix and not shifts:
-                continue
-            eng.learner.config = eng.config.replace(test_time_shifts=shifts)
-            for ways in (20, 5):
-                point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
-                    eng, test_zip, test_groups, ways, args.episodes, args.seed + ways
-                )
-        eng.learner.config = eng.config
+        point.update(evaluate_point([eng], test_zip, test_groups, args))
         curve.append(point)
         print(json.dumps(point), flush=True)
     return {
@@ -127,6 +150,38 @@ def run(args: argparse.Namespace) -> dict:
 def checkpoint_path(train: str, tag: str, minutes: float) -> Path:
     """Where --save-checkpoints keeps a run's model at one training-time mark (git-ignored)."""
     return RESULTS / "checkpoints" / (f"{train}_{tag}" if tag else train) / f"{minutes:g}min"
+
+
+def run_ensemble(args: argparse.Namespace) -> dict:
+    """Score, at each training-time mark, the mean prediction of runs saved with --save-checkpoints.
+
+    The members were trained side by side (one core each), so an ensemble of two costs the same
+    wall time on this 2-core machine as one member's run.
+    """
+    tags = args.ensemble.split(",")
+    members = [json.loads((RESULTS / f"omniglot_quality_{args.train}_{t}.json").read_text()) for t in tags]
+    marks = [m["settings"]["minutes"] for m in members]
+    if len(set(marks)) != 1 or any(m["settings"]["train"] != args.train for m in members):
+        raise SystemExit(f"--ensemble {args.ensemble}: the runs must share --train and --minutes")
+    _, test_groups, other = SETS[args.train]
+    test_zip = SETS[other][0]
+    curve = []
+    for i, mark in enumerate(sorted(float(m) for m in marks[0].split(","))):
+        engines = []
+        for tag in tags:
+            eng = create_one_shot_meta_learning_engine(algorithm=args.algorithm, device=args.device)
+            eng.load_sync(checkpoint_path(args.train, tag, mark))
+            engines.append(eng)
+        points = [m["curve"][i] for m in members]
+        point = {
+            "train_minutes": max(p["train_minutes"] for p in points),
+            "iterations": sum(p["iterations"] for p in points),
+            **evaluate_point(engines, test_zip, test_groups, args),
+        }
+        curve.append(point)
+        print(json.dumps(point), flush=True)
+    settings = {**members[0]["settings"], "ensemble_of": tags, "seed": [m["settings"]["seed"] for m in members]}
+    return {"train_set": args.train, "test_alphabets": test_groups, "settings": settings, "curve": curve}
 
 
 def training_line(s: dict) -> str:
@@ -149,6 +204,10 @@ def training_line(s: dict) -> str:
     if s.get("decay_at"):
         parts.append(f"lr/10 at {s['decay_at']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
+    if s.get("ensemble_of"):
+        parts.append(
+            f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))}), side by side"
+        )
     if s.get("device", "cpu") != "cpu":
         parts.append(f"on the GPU ({s['device']})")
     return ", ".join(parts)
@@ -261,13 +320,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tag", default="", help="suffix of the result file (keeps variants apart)")
     p.add_argument("--save-checkpoints", action="store_true", help="keep the model at each mark (for --ensemble)")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument(
+        "--ensemble",
+        default="",
+        help="no training: score the mean prediction of these saved runs' checkpoints (their tags, comma-separated)",
+    )
     p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
     args = p.parse_args(argv)
     if args.redraw:
         return redraw()
     torch.set_num_threads(args.threads)
     pick_device(args.device)
-    result = run(args)
+    result = run_ensemble(args) if args.ensemble else run(args)
     if not args.no_write:
         name = f"omniglot_quality_{args.train}" + (f"_{args.tag}" if args.tag else "")
         write_result(name, result, args.seed)

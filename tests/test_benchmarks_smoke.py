@@ -1,5 +1,7 @@
 """Each benchmark runs end to end with tiny settings, so the scripts never rot (no numbers checked)."""
 
+import pytest
+
 from benchmarks import omniglot_quality, sinusoid_quality
 
 
@@ -21,6 +23,33 @@ def test_omniglot_quality_smoke(tmp_path):
     assert omniglot_quality._error({"20way": point["20way"]}, "20way_views") == "–"  # older results lack views
     omniglot_quality.plot({"run": {**result, "curve": [point, point]}}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
+    from benchmarks import common
+
+    for module in (omniglot_quality, common):
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    tiny = ["--minutes", "0.01", "--episodes", "3", "--channels", "8", "--chunk", "2", "--save-checkpoints"]
+    for seed in ("0", "1"):
+        omniglot_quality.main([*tiny, "--seed", seed, "--tag", f"m{seed}"])
+    result = omniglot_quality.main(["--ensemble", "m0,m1", "--episodes", "3", "--tag", "pair"])
+    assert 0 <= result["curve"][0]["20way"]["accuracy"] <= 1
+    assert "ensemble of 2 such runs (seeds 0, 1)" in omniglot_quality.training_line(result["settings"])
+    assert (tmp_path / "omniglot_quality_small1_pair.json").exists()
+    assert "ensemble of 2" in (tmp_path / "BENCHMARKS.md").read_text()
+
+    # one member's mean probability is its own prediction; a member twice changes nothing
+    eng = omniglot_quality.create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL")
+    eng.load_sync(omniglot_quality.checkpoint_path("small1", "m0", 0.01))
+    source = omniglot_quality.ImageTaskSource(
+        omniglot_quality.OMNIGLOT_DIR / "images_background_small2.zip", n_way=20, split_fractions=(0, 0, 1)
+    )
+    for episode in source.episodes("test", 3, 1, 2, seed=5):
+        own = eng.learner.evaluate_episode(episode)["accuracy"]
+        assert omniglot_quality.ensemble_accuracy([eng.learner], episode) == pytest.approx(own)
+        assert omniglot_quality.ensemble_accuracy([eng.learner] * 2, episode) == pytest.approx(own)
 
 
 def test_maml_speed_smoke():
