@@ -205,9 +205,9 @@ def training_line(s: dict) -> str:
         parts.append(f"lr/10 at {s['decay_at']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
     if s.get("ensemble_of"):
-        parts.append(
-            f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))}), side by side"
-        )
+        parts.append(f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))})")
+    elif s.get("seed"):
+        parts.append(f"seed {s['seed']}")
     if s.get("device", "cpu") != "cpu":
         parts.append(f"on the GPU ({s['device']})")
     return ", ".join(parts)
@@ -226,13 +226,14 @@ def plot(results: dict[str, dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for res in results.values():
+    fig, ax = plt.subplots(figsize=(10, 8))
+    for name, res in results.items():
         curve = res["curve"]
         if len(curve) < 2:
             continue
         xs = [p["train_minutes"] for p in curve]
-        label = f"{res['train_set']}: {training_line(res['settings'])}"
+        run_name = name.removeprefix("omniglot_quality_")
+        label = f"{run_name}: {training_line(res['settings'])}"
         line = ax.errorbar(
             xs,
             [100 * p["20way"]["error"] for p in curve],
@@ -247,7 +248,7 @@ def plot(results: dict[str, dict], path) -> None:
                 [100 * p["20way_views"]["error"] for p in curve],
                 fmt="--s",
                 color=line[0].get_color(),
-                label=f"{res['train_set']}: same run, shifted views",
+                label=f"{run_name}: same run, shifted views",
             )
     ax.axhline(30.1, color="grey", linestyle=":", label="published Prototypical Networks (30.1%)")
     ax.axhline(15.0, color="black", linestyle="-.", label="goal (15%)")
@@ -255,7 +256,7 @@ def plot(results: dict[str, dict], path) -> None:
     ax.set_ylabel("20-way within-alphabet error, %")
     ax.set_title("Omniglot minimal: one-shot error on unseen alphabets against training time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
