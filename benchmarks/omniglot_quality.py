@@ -159,7 +159,10 @@ def run_ensemble(args: argparse.Namespace) -> dict:
     wall time on this 2-core machine as one member's run.
     """
     tags = args.ensemble.split(",")
-    members = [json.loads((RESULTS / f"omniglot_quality_{args.train}_{t}.json").read_text()) for t in tags]
+    files = [RESULTS / f"omniglot_quality_{args.train}_{t}.json" for t in tags]
+    if missing := [f.name for f in files if not f.exists()]:
+        raise SystemExit(f"--ensemble {args.ensemble}: no saved run {', '.join(missing)} (train with --tag first)")
+    members = [json.loads(f.read_text()) for f in files]
     marks = [m["settings"]["minutes"] for m in members]
     if len(set(marks)) != 1 or any(m["settings"]["train"] != args.train for m in members):
         raise SystemExit(f"--ensemble {args.ensemble}: the runs must share --train and --minutes")
@@ -169,8 +172,13 @@ def run_ensemble(args: argparse.Namespace) -> dict:
     for i, mark in enumerate(sorted(float(m) for m in marks[0].split(","))):
         engines = []
         for tag in tags:
+            path = checkpoint_path(args.train, tag, mark)
+            if not path.exists():
+                raise SystemExit(
+                    f"--ensemble: run {tag} kept no model at {mark:g} min (train it with --save-checkpoints)"
+                )
             eng = create_one_shot_meta_learning_engine(algorithm=args.algorithm, device=args.device)
-            eng.load_sync(checkpoint_path(args.train, tag, mark))
+            eng.load_sync(path)
             engines.append(eng)
         points = [m["curve"][i] for m in members]
         point = {

@@ -39,6 +39,11 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     assert "ensemble of 2 such runs (seeds 0, 1)" in omniglot_quality.training_line(result["settings"])
     assert (tmp_path / "omniglot_quality_small1_pair.json").exists()
     assert "ensemble of 2" in (tmp_path / "BENCHMARKS.md").read_text()
+    with pytest.raises(SystemExit, match="no saved run omniglot_quality_small1_nope.json"):
+        omniglot_quality.main(["--ensemble", "m0,nope", "--no-write"])
+    omniglot_quality.main([*tiny[:-1], "--tag", "unsaved"])  # trained without --save-checkpoints
+    with pytest.raises(SystemExit, match="run unsaved kept no model at 0.01 min"):
+        omniglot_quality.main(["--ensemble", "m0,unsaved", "--no-write"])
 
     # one member's mean probability is its own prediction; a member twice changes nothing
     eng = omniglot_quality.create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL")
