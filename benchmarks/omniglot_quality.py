@@ -35,25 +35,25 @@ SETS = {
 def ensemble_accuracy(learners: list, episode) -> float:
     """Query accuracy of the members' mean class probabilities (one member: its own accuracy)."""
     probs = 0
-    with torch.no_grad():
-        for learner in learners:
-            params = {n: p.detach() for n, p in learner.meta_params().items()}
-            state = learner.adapt(episode.support_x, episode.support_y, learner.default_steps(), params=params)
-            probs = probs + learner.forward(state, episode.query_x).softmax(-1)
+    for learner in learners:
+        state, outputs = learner.episode_outputs(episode)
+        probs = probs + outputs.softmax(-1)
     return float((learners[0].predict_labels(state, probs) == episode.query_y).float().mean())
 
 
-def evaluate_within_alphabet(
-    engines: list, test_zip: str, groups: list[str], ways: int, episodes: int, seed: int
-) -> dict:
-    source = ImageTaskSource(
+def unseen_alphabets_source(test_zip: str, groups: list[str], ways: int, image_size: int) -> ImageTaskSource:
+    """The unseen alphabets' within-alphabet episodes (all their characters are test characters)."""
+    return ImageTaskSource(
         OMNIGLOT_DIR / test_zip,
         n_way=ways,
         within_group=True,
         split_fractions=(0, 0, 1),
         include_groups=groups,
-        image_size=engines[0].source_info["image_size"],
+        image_size=image_size,
     )
+
+
+def evaluate_within_alphabet(engines: list, source: ImageTaskSource, ways: int, episodes: int, seed: int) -> dict:
     learners = [eng.learner for eng in engines]
     accs = [
         ensemble_accuracy(learners, ep.to(engines[0].device))
@@ -65,6 +65,8 @@ def evaluate_within_alphabet(
 
 def evaluate_point(engines: list, test_zip: str, groups: list[str], args: argparse.Namespace) -> dict:
     """20- and 5-way errors, plainly and (with --test-time-shifts) with shifted views."""
+    size = engines[0].source_info["image_size"]
+    sources = {ways: unseen_alphabets_source(test_zip, groups, ways, size) for ways in (20, 5)}  # read once per point
     point = {}
     for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
         if suffix and not shifts:
@@ -73,7 +75,7 @@ def evaluate_point(engines: list, test_zip: str, groups: list[str], args: argpar
             eng.learner.config = eng.config.replace(test_time_shifts=shifts)
         for ways in (20, 5):
             point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
-                engines, test_zip, groups, ways, args.episodes, args.seed + ways
+                engines, sources[ways], ways, args.episodes, args.seed + ways
             )
     for eng in engines:
         eng.learner.config = eng.config

@@ -228,12 +228,17 @@ class CausalMetaLearner(nn.Module):
         return self.config.adaptation_steps
 
     @torch.no_grad()
-    def evaluate_episode(self, episode: Episode, steps: int | None = None) -> dict[str, float]:
-        """Adapt on the support set (no meta-graph) and score the query set."""
+    def episode_outputs(self, episode: Episode, steps: int | None = None) -> tuple[AdaptedState, torch.Tensor]:
+        """Adapt on the support set (no meta-graph) and predict the query set."""
         steps = self.default_steps() if steps is None else steps
         params = {n: p.detach() for n, p in self.meta_params().items()}
         state = self.adapt(episode.support_x, episode.support_y, steps, params=params)
-        outputs = self.forward(state, episode.query_x)
+        return state, self.forward(state, episode.query_x)
+
+    @torch.no_grad()
+    def evaluate_episode(self, episode: Episode, steps: int | None = None) -> dict[str, float]:
+        """Adapt on the support set (no meta-graph) and score the query set."""
+        state, outputs = self.episode_outputs(episode, steps)
         return {
             "loss": float(self.query_loss(state, outputs, episode.query_y)),
             self.metric_name(): self.metric(state, outputs, episode.query_y),
