@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from engine import create_one_shot_meta_learning_engine
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
@@ -82,6 +84,25 @@ def evaluate_point(engines: list, test_zip: str, groups: list[str], args: argpar
     return point
 
 
+@contextmanager
+def averaged_weights(model: torch.nn.Module, average: AveragedModel | None):
+    """Within the block, ``model`` holds the running average's weights (the model has no buffers:
+    GroupNorm keeps no statistics); afterwards its own weights, so training goes on unchanged."""
+    if average is None:
+        yield
+        return
+    own = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, a in zip(model.parameters(), average.module.parameters(), strict=True):
+            p.copy_(a)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, o in zip(model.parameters(), own, strict=True):
+                p.copy_(o)
+
+
 def run(args: argparse.Namespace) -> dict:
     train_zip, test_groups, other = SETS[args.train]
     test_zip = SETS[other][0]
@@ -125,6 +146,9 @@ def run(args: argparse.Namespace) -> dict:
     marks = sorted(float(m) * 60 for m in args.minutes.split(","))
     curve = []
     trained = 0.0
+    # Stochastic weight averaging (Izmailov et al. 2018): from --average-from on, a uniform
+    # running mean of the weights after every chunk; it is what gets evaluated and saved.
+    average = None
     for mark in marks:
         while trained < mark:
             eng.config = eng.config.replace(num_meta_iterations=args.chunk)
@@ -135,10 +159,19 @@ def run(args: argparse.Namespace) -> dict:
             if args.decay_at and trained >= args.decay_at * 60 and eng.optimizer.param_groups[0]["lr"] == args.outer_lr:
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr / 10
+            if args.average_from and trained >= args.average_from * 60:
+                if average is None:
+                    average = AveragedModel(eng.model, use_buffers=False)
+                average.update_parameters(eng.model)
         point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
-        if args.save_checkpoints:
-            eng.save_sync(checkpoint_path(args.train, args.tag, mark / 60))
-        point.update(evaluate_point([eng], test_zip, test_groups, args))
+        if average is not None:  # the last weights too, to measure what averaging changed
+            point["averaged_chunks"] = int(average.n_averaged)
+            last = evaluate_point([eng], test_zip, test_groups, args)
+            point.update({f"{k}_last": last[k] for k in ("20way", "20way_views") if k in last})
+        with averaged_weights(eng.model, average):
+            if args.save_checkpoints:
+                eng.save_sync(checkpoint_path(args.train, args.tag, mark / 60))
+            point.update(evaluate_point([eng], test_zip, test_groups, args))
         curve.append(point)
         print(json.dumps(point), flush=True)
     return {
@@ -213,6 +246,8 @@ def training_line(s: dict) -> str:
         parts.append(f"{s['hidden_dim']}-d embedding")
     if s.get("decay_at"):
         parts.append(f"lr/10 at {s['decay_at']:g} min")
+    if s.get("average_from"):
+        parts.append(f"weights averaged from {s['average_from']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
     if s.get("ensemble_of"):
         parts.append(f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))})")
@@ -324,6 +359,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--train-within", action="store_true", help="training episodes within one alphabet")
     p.add_argument("--cpu-time", action="store_true", help="marks in process CPU time (use with --threads 1)")
     p.add_argument("--decay-at", type=float, default=0.0, help="minutes after which outer lr drops 10x (0 = never)")
+    p.add_argument(
+        "--average-from",
+        type=float,
+        default=0.0,
+        help="minutes after which a running mean of the weights (one per chunk) is evaluated and saved (0 = never)",
+    )
     p.add_argument("--chunk", type=int, default=25, help="iterations between time checks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
