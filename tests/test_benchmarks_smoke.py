@@ -57,6 +57,31 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
         assert omniglot_quality.ensemble_accuracy([eng.learner] * 2, episode) == pytest.approx(own)
 
 
+def test_omniglot_weight_averaging(tmp_path):
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    first = [p.detach().clone() for p in model.parameters()]
+    average = omniglot_quality.AveragedModel(model, use_buffers=False)
+    average.update_parameters(model)  # the first update copies the weights
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(2.0)
+    average.update_parameters(model)
+    with omniglot_quality.averaged_weights(model, average):
+        assert all(torch.allclose(p, f + 1.0) for p, f in zip(model.parameters(), first))  # mean of the two
+    assert all(torch.allclose(p, f + 2.0) for p, f in zip(model.parameters(), first))  # own weights back
+
+    result = omniglot_quality.main(
+        ["--minutes", "0.01,0.03", "--average-from", "0.01", "--episodes", "2", "--channels", "8", "--chunk", "2"]
+        + ["--test-time-shifts", "1", "--no-write"]
+    )
+    point = result["curve"][-1]
+    assert point["averaged_chunks"] >= 1
+    assert all(0 <= point[k]["accuracy"] <= 1 for k in ("20way", "20way_last", "20way_views_last"))
+    assert "weights averaged from 0.01 min" in omniglot_quality.training_line(result["settings"])
+
+
 def test_maml_speed_smoke():
     from benchmarks import maml_speed
 
