@@ -223,12 +223,20 @@ def run_ensemble(args: argparse.Namespace) -> dict:
         }
         curve.append(point)
         print(json.dumps(point), flush=True)
-    settings = {**members[0]["settings"], "ensemble_of": tags, "seed": [m["settings"]["seed"] for m in members]}
+    settings = {
+        **members[0]["settings"],
+        "ensemble_of": tags,
+        "seed": [m["settings"]["seed"] for m in members],
+        "member_settings": [m["settings"] for m in members],
+    }
     return {"train_set": args.train, "test_alphabets": test_groups, "settings": settings, "curve": curve}
 
 
 def training_line(s: dict) -> str:
     """The training choices of one run, in words (older results lack the newer keys)."""
+    members = s.get("member_settings", [])
+    if len({training_line({**m, "seed": 0}) for m in members}) > 1:  # runs trained differently, not just seeds
+        return f"ensemble of {len(members)} different runs: " + " + ".join(f"({training_line(m)})" for m in members)
     parts = [f"{s['train_way']}-way"]
     if s.get("train_within"):
         parts.append("within-alphabet")

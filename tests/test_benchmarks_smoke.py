@@ -79,7 +79,13 @@ def test_omniglot_weight_averaging(tmp_path):
     point = result["curve"][-1]
     assert point["averaged_chunks"] >= 1
     assert all(0 <= point[k]["accuracy"] <= 1 for k in ("20way", "20way_last", "20way_views_last"))
-    assert "weights averaged from 0.01 min" in omniglot_quality.training_line(result["settings"])
+    line = omniglot_quality.training_line(result["settings"])
+    assert "weights averaged from 0.01 min" in line
+    mixed = {**result["settings"], "ensemble_of": ["a", "b"], "seed": [0, 1]}
+    mixed["member_settings"] = [result["settings"], {**result["settings"], "average_from": 0, "seed": 1}]
+    assert omniglot_quality.training_line(mixed) == (
+        f"ensemble of 2 different runs: ({line}) + ({line.replace(', weights averaged from 0.01 min', '')}, seed 1)"
+    )
 
 
 def test_maml_speed_smoke():
