@@ -315,6 +315,29 @@ def plot(results: dict[str, dict], path) -> None:
     plt.close(fig)
 
 
+def averaging_table(results: dict[str, dict]) -> list[str]:
+    """Runs with --average-from: the averaged weights beside the same run's last weights."""
+    rows = [
+        f"| {name.removeprefix('omniglot_quality_')} | {p['train_minutes']:.1f} min | {p['averaged_chunks']} "
+        f"| {_error(p, '20way_last')} | {_error(p, '20way')} | {_error(p, '20way_views_last')} "
+        f"| {_error(p, '20way_views')} |"
+        for name, res in results.items()
+        for p in res["curve"]
+        if "20way_last" in p
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "Weight averaging (`--average-from`), each run's averaged weights beside its own last weights, 20-way:",
+        "",
+        "| run | training time | snapshots averaged | last weights | averaged | last, shifted views "
+        "| averaged, shifted views |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def markdown(results: dict[str, dict]) -> str:
     lines = [
         "## Omniglot, minimal background (one 5-alphabet set), within-alphabet one-shot",
@@ -335,6 +358,7 @@ def markdown(results: dict[str, dict]) -> str:
                 f"{p['train_minutes']:.1f} min | {p['iterations']} | "
                 f"{_error(p, '20way')} | {_error(p, '5way')} | {_error(p, '20way_views')} | {_error(p, '5way_views')} |"
             )
+    lines += averaging_table(results)
     lines += ["", "![Omniglot error against training time](benchmarks/results/omniglot_quality.png)"]
     lines += ["", "Runs (machine, then command):", ""]
     lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]

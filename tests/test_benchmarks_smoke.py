@@ -79,6 +79,9 @@ def test_omniglot_weight_averaging(tmp_path):
     point = result["curve"][-1]
     assert point["averaged_chunks"] >= 1
     assert all(0 <= point[k]["accuracy"] <= 1 for k in ("20way", "20way_last", "20way_views_last"))
+    table = omniglot_quality.averaging_table({"omniglot_quality_small1_avg": result})
+    assert table[-1].startswith(f"| small1_avg | {point['train_minutes']:.1f} min | {point['averaged_chunks']} |")
+    assert omniglot_quality.averaging_table({"plain": {"curve": [{"20way": point["20way"]}]}}) == []
     line = omniglot_quality.training_line(result["settings"])
     assert "weights averaged from 0.01 min" in line
     mixed = {**result["settings"], "ensemble_of": ["a", "b"], "seed": [0, 1]}
