@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -280,19 +281,20 @@ def plot(results: dict[str, dict], path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 8))
-    for name, res in results.items():
+    shown = {name: res for name, res in results.items() if len(res["curve"]) >= 2}
+    colors = plt.get_cmap("tab20").colors  # one color per run, past the default cycle's ten
+    for i, (name, res) in enumerate(shown.items()):
         curve = res["curve"]
-        if len(curve) < 2:
-            continue
         xs = [p["train_minutes"] for p in curve]
         run_name = name.removeprefix("omniglot_quality_")
-        label = f"{run_name}: {training_line(res['settings'])}"
+        label = textwrap.fill(f"{run_name}: {training_line(res['settings'])}", 110, subsequent_indent="    ")
         line = ax.errorbar(
             xs,
             [100 * p["20way"]["error"] for p in curve],
             [100 * p["20way"]["ci95"] for p in curve],
             marker="o",
             capsize=3,
+            color=colors[2 * i % 20 + (2 * i // 20) % 2],
             label=label,
         )
         if all("20way_views" in p for p in curve):
@@ -309,7 +311,7 @@ def plot(results: dict[str, dict], path) -> None:
     ax.set_ylabel("20-way within-alphabet error, %")
     ax.set_title("Omniglot minimal: one-shot error on unseen alphabets against training time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
