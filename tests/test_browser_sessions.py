@@ -111,8 +111,12 @@ def sidebar_algorithm(pg) -> str:
 
 
 def wait_points(pg, more_than: int, timeout_ms: int = 30_000) -> int:
-    pg.wait_for_function(f"() => ({CHART_POINTS})() > {more_than}", timeout=timeout_ms)
-    return pg.evaluate(CHART_POINTS)
+    """The curve's point count once it exceeds ``more_than``, as the wait saw it: a separate read
+    can land while Streamlit redraws the chart and find no plot (0 points)."""
+    handle = pg.wait_for_function(
+        f"() => {{ const n = ({CHART_POINTS})(); return n > {more_than} ? n : false; }}", timeout=timeout_ms
+    )
+    return handle.json_value()
 
 
 def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path):
@@ -178,11 +182,11 @@ def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path
         wait_idle(a)
         ended_a = wait_ended(pid, named, 15)
         assert ended_a, f"no job thread ended after A's Stop (job threads {named})"
-        stopped_at = a.evaluate(CHART_POINTS)
-        pb3 = b.evaluate(CHART_POINTS)
+        stopped_at = wait_points(a, 0)
+        pb3 = wait_points(b, 0)
         wait_points(b, pb3)  # B's curve keeps growing ...
         a.wait_for_timeout(1500)
-        assert a.evaluate(CHART_POINTS) == stopped_at  # ... A's does not
+        assert wait_points(a, 0) == stopped_at  # ... A's does not
         assert main_button(b, "Stop").is_visible()
         assert progress(b)[2] == RUN_B
         named_b = worker_threads(pid)  # B's job thread and its helpers: the only job left
