@@ -66,17 +66,19 @@ def evaluate_within_alphabet(engines: list, source: ImageTaskSource, ways: int, 
     return {"accuracy": acc, "error": 1 - acc, "ci95": ci, "episodes": episodes}
 
 
-def evaluate_point(engines: list, test_zip: str, groups: list[str], args: argparse.Namespace) -> dict:
+def evaluate_point(
+    engines: list, test_zip: str, groups: list[str], args: argparse.Namespace, ways_list: tuple[int, ...] = (20, 5)
+) -> dict:
     """20- and 5-way errors, plainly and (with --test-time-shifts) with shifted views."""
     size = engines[0].source_info["image_size"]
-    sources = {ways: unseen_alphabets_source(test_zip, groups, ways, size) for ways in (20, 5)}  # read once per point
+    sources = {ways: unseen_alphabets_source(test_zip, groups, ways, size) for ways in ways_list}  # once per point
     point = {}
     for shifts, suffix in ((0, ""), (args.test_time_shifts, "_views")):
         if suffix and not shifts:
             continue
         for eng in engines:
             eng.learner.config = eng.config.replace(test_time_shifts=shifts)
-        for ways in (20, 5):
+        for ways in ways_list:
             point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
                 engines, sources[ways], ways, args.episodes, args.seed + ways
             )
@@ -167,8 +169,8 @@ def run(args: argparse.Namespace) -> dict:
         point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
         if average is not None:  # the last weights too, to measure what averaging changed
             point["averaged_chunks"] = int(average.n_averaged)
-            last = evaluate_point([eng], test_zip, test_groups, args)
-            point.update({f"{k}_last": last[k] for k in ("20way", "20way_views") if k in last})
+            last = evaluate_point([eng], test_zip, test_groups, args, ways_list=(20,))
+            point.update({f"{k}_last": v for k, v in last.items()})
         with averaged_weights(eng.model, average):
             if args.save_checkpoints:
                 eng.save_sync(checkpoint_path(args.train, args.tag, mark / 60))
