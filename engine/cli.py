@@ -87,6 +87,11 @@ def _add_source_options(parser: argparse.ArgumentParser, required: bool) -> None
         type=float,
         help="images: random training rotation/shear/scale, strength 0-2 (1 = Koch et al.)",
     )
+    g.add_argument(
+        "--augment-elastic",
+        type=float,
+        help="images: random training elastic warp, strength 0-2 (1 = Simard et al.)",
+    )
     g.add_argument("--include-groups", help="images: comma-separated groups (alphabets) to use")
     g.add_argument(
         "--split-fractions", help="images/tabular: train,val,test fractions, e.g. 0,0,1 to test on all classes"
@@ -170,7 +175,7 @@ def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, An
         for key in ("within_group", "rotations", "mirrors"):
             if getattr(args, key):
                 kw[key] = True
-        for key in ("augment_shift", "augment_affine"):
+        for key in ("augment_shift", "augment_affine", "augment_elastic"):
             if getattr(args, key) is not None:
                 kw[key] = getattr(args, key)
         if args.include_groups:

@@ -49,6 +49,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "conv_channels": (4, 512),
     "grad_clip": (0.0, 1e6),
     "test_time_shifts": (0, 4),
+    "transductive_steps": (0, 100),
 }
 _DEVICES = ("auto", "cpu", "cuda")
 _ENCODERS = ("auto", "mlp", "conv4")
@@ -88,6 +89,7 @@ class OneShotMetaLearningConfig:
     val_episodes: int = 20
     grad_clip: float = 10.0
     test_time_shifts: int = 0
+    transductive_steps: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -186,4 +188,6 @@ FIELD_HELP: dict[str, str] = {
     "grad_clip": "Meta-gradient norm clip (0 = none).",
     "test_time_shifts": "Prototypical/relation on images, outside meta-training: average each image's embedding "
     "with its copies shifted this many pixels up, down, left and right (0 = off).",
+    "transductive_steps": "Prototypical, outside meta-training: refine the prototypes this many soft k-means steps "
+    "over the queries predicted together, so each prediction depends on the others in its batch (0 = off).",
 }

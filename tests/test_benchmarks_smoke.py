@@ -39,6 +39,17 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     assert "ensemble of 2 such runs (seeds 0, 1)" in omniglot_quality.training_line(result["settings"])
     assert (tmp_path / "omniglot_quality_small1_pair.json").exists()
     assert "ensemble of 2" in (tmp_path / "BENCHMARKS.md").read_text()
+    # One run's checkpoints scored again with transductive prototypes: its plain error comes back
+    # exactly, the transductive errors join it, and it shows in the transductive table only.
+    rescored = omniglot_quality.main(
+        ["--ensemble", "m0", "--episodes", "3", "--test-time-shifts", "1", "--transductive-steps", "2", "--tag", "m0t"]
+    )
+    point = rescored["curve"][0]
+    assert {"20way_trans", "20way_views_trans"} <= point.keys() and "5way_trans" not in point
+    own = omniglot_quality.json.loads((tmp_path / "omniglot_quality_small1_m0.json").read_text())["curve"][0]
+    assert point["20way"]["accuracy"] == own["20way"]["accuracy"]
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| small1_m0t | m0 | " in text and "ensemble of 1 such" not in text
     with pytest.raises(SystemExit, match="no saved run omniglot_quality_small1_nope.json"):
         omniglot_quality.main(["--ensemble", "m0,nope", "--no-write"])
     omniglot_quality.main([*tiny[:-1], "--tag", "unsaved"])  # trained without --save-checkpoints

@@ -65,6 +65,8 @@ def test_train_evaluate_adapt_sinusoid(tmp_path):
             "1",
             "--augment-affine",
             "0.5",
+            "--augment-elastic",
+            "0.25",
             "--test-time-shifts",
             "1",
         ],

@@ -285,7 +285,11 @@ def test_random_shift_moves_pixels_and_keeps_ink() -> None:
 @needs_omniglot
 @pytest.mark.parametrize(
     "key, value, bad",
-    [("augment_shift", 2, (9,)), ("augment_affine", 1.0, (2.5, -0.1, float("nan"), True, "1"))],
+    [
+        ("augment_shift", 2, (9,)),
+        ("augment_affine", 1.0, (2.5, -0.1, float("nan"), True, "1")),
+        ("augment_elastic", 0.5, (3, -1, float("inf"), False, "0.5")),
+    ],
 )
 def test_augmentation_applies_to_training_tasks_only(key, value, bad) -> None:
     plain = ImageTaskSource(SMALL1, n_way=5)
@@ -320,6 +324,30 @@ def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> N
     cy = (out * ys).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
     cx = (out * xs).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
     assert np.abs(cy - 13.5).max() < 1.5 and np.abs(cx - 13.5).max() < 1.5
+
+
+def test_random_elastic_is_identity_at_zero_and_bends_strokes_locally() -> None:
+    from engine.tasks.images import random_elastic
+
+    imgs = np.zeros((40, 28, 28), dtype=np.float32)
+    imgs[:, 4:24, 13:15] = 1.0  # a vertical bar through the centre
+    np.testing.assert_allclose(random_elastic(imgs, 0.0, np.random.default_rng(0)), imgs, atol=1e-6)
+    out = random_elastic(imgs, 1.0, np.random.default_rng(0))
+    assert out.shape == imgs.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0 + 1e-5
+    np.testing.assert_array_equal(out, random_elastic(imgs, 1.0, np.random.default_rng(0)))  # seeded
+    assert len({round(float(v), 3) for v in out.sum(axis=(1, 2))}) > 20  # every image its own warp
+    # A smooth field bends the bar rather than moving it whole: the row-wise ink centre of one
+    # image wanders, yet the warp is small (field std about 1.4 px: centroid within 4.5) and keeps
+    # most of the ink.
+    xs = np.arange(28)
+    rows = out[:, 6:22]
+    centres = (rows * xs).sum(-1) / rows.sum(-1).clip(1e-6)
+    assert np.median(centres.std(axis=1)) > 0.1
+    cx = (out * xs).sum(axis=(1, 2)) / out.sum(axis=(1, 2))
+    assert np.abs(cx - 13.5).max() < 4.5
+    ratio = out.sum(axis=(1, 2)) / imgs[0].sum()
+    assert ratio.min() > 0.5 and ratio.max() < 2  # local stretches and squeezes
 
 
 @needs_omniglot

@@ -30,6 +30,8 @@ class AdaptedState:
     prototypes: torch.Tensor | None = None
     classes: torch.Tensor | None = None
     views: bool = False  # embedding learners: average embeddings over shifted views (test time)
+    counts: torch.Tensor | None = None  # embedding learners: support examples per class
+    transductive_steps: int = 0  # prototypical: soft k-means steps over the queries (test time)
 
 
 class CausalMetaLearner(nn.Module):

@@ -6,7 +6,9 @@ scored by negative squared Euclidean distance. With two or more shots per class 
 structure gates also take ``steps`` gradient steps on a leave-one-out prototype loss over
 the support set (with one shot there is nothing to fit without the queries, so none). With
 ``test_time_shifts`` set, embeddings outside meta-training are averaged over each image and
-four shifted copies of it.
+four shifted copies of it. With ``transductive_steps`` set, predictions outside meta-training
+first refine the prototypes by soft k-means over the queries predicted together (Ren et al.,
+"Meta-Learning for Semi-Supervised Few-Shot Classification", ICLR 2018).
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ def class_means(emb: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     sums = torch.zeros(len(classes), emb.shape[1], dtype=emb.dtype, device=emb.device).index_add(0, inverse, emb)
     counts = torch.bincount(inverse, minlength=len(classes)).to(emb.dtype)
     return classes, sums / counts[:, None]
+
+
+def refine_prototypes(
+    prototypes: torch.Tensor, counts: torch.Tensor, queries: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """Soft k-means over unlabelled queries: each step, every query joins each class's mean with
+    the weight of that class's probability under the current prototypes (the learner's own
+    softmax over negative squared distances, so no new scale); the support keeps its counts."""
+    refined = prototypes
+    for _ in range(steps):
+        weights = (-torch.cdist(queries, refined).pow(2)).softmax(1)  # (queries, classes)
+        refined = (counts[:, None] * prototypes + weights.T @ queries) / (counts + weights.sum(0))[:, None]
+    return refined
 
 
 def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -91,7 +106,17 @@ class EmbeddingLearner(CausalMetaLearner):
         views = not create_graph and self.config.test_time_shifts > 0 and support_x.dim() == 4
         emb = self._embed(params, support_x, causal_mask, views)
         classes, protos = class_means(emb, support_y)
-        return AdaptedState(params, trace, prototypes=protos, classes=classes, views=views)
+        counts = counts[classes].to(emb.dtype)
+        transductive = 0 if create_graph else self.config.transductive_steps  # test time only, like views
+        return AdaptedState(
+            params,
+            trace,
+            prototypes=protos,
+            classes=classes,
+            views=views,
+            counts=counts,
+            transductive_steps=transductive,
+        )
 
     def embed(self, state: AdaptedState, x: torch.Tensor, causal_mask: torch.Tensor | None) -> torch.Tensor:
         return self._embed(state.params, x, causal_mask, state.views)
@@ -114,4 +139,7 @@ class PrototypicalCausalLearner(EmbeddingLearner):
         causal_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         emb = self.embed(state, x, causal_mask)
-        return -torch.cdist(emb, state.prototypes).pow(2)
+        prototypes = state.prototypes
+        if state.transductive_steps:
+            prototypes = refine_prototypes(prototypes, state.counts, emb, state.transductive_steps)
+        return -torch.cdist(emb, prototypes).pow(2)

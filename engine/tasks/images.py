@@ -411,6 +411,13 @@ def random_shift(imgs: np.ndarray, max_shift: int, rng: np.random.Generator) -> 
     return np.stack([pad[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
+def _strength(name: str, value: object) -> float:
+    """A distortion strength: a number in [0, 2] (1 = the published setting)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 2:
+        raise TaskError(f"{name} must be a number in [0, 2] (strength), got {value!r}")
+    return float(value)
+
+
 # Koch et al. (2015) distortions for Omniglot, at strength 1: rotation, shear and scale ranges.
 AFFINE_ROTATION_DEG = 10.0
 AFFINE_SHEAR = 0.3
@@ -436,6 +443,41 @@ def random_affine(imgs: np.ndarray, strength: float, rng: np.random.Generator) -
     grid = F.affine_grid(mats, list(x.shape), align_corners=False)
     # Zero padding: the background is 0 (strokes high, see load_images).
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0].numpy()
+
+
+# Simard et al. (2003) elastic distortion for 28-px digits, at strength 1: a random displacement
+# field smoothed by a Gaussian of this width (pixels at 28 px) and scaled by this much.
+ELASTIC_SIGMA = 4.0
+ELASTIC_ALPHA = 34.0
+
+
+def _gaussian_blur(field: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W), zero-padded."""
+    radius = max(1, int(round(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=field.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = field.shape[1]
+    field = F.conv2d(field, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, radius), groups=c)
+    return F.conv2d(field, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(radius, 0), groups=c)
+
+
+def random_elastic(imgs: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Warp each (S, S) float image by a smooth random displacement field (training-split
+    augmentation: the wobble of a different hand's strokes, which an affine map cannot make).
+    Field width and size scale with S from Simard et al.'s 28-px setting; ``strength`` scales
+    the displacement."""
+    n, h, w = imgs.shape
+    scale = h / 28
+    noise = torch.from_numpy(rng.uniform(-1, 1, (n, 2, h, w))).float()
+    disp = _gaussian_blur(noise, ELASTIC_SIGMA * scale) * ELASTIC_ALPHA * scale * strength  # pixels
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    # grid_sample wants (x, y) in [-1, 1] (align_corners=False: pixel centres at (2i+1)/S - 1).
+    gx = (2 * (xs + disp[:, 0]) + 1) / w - 1
+    gy = (2 * (ys + disp[:, 1]) + 1) / h - 1
+    x = torch.from_numpy(np.ascontiguousarray(imgs, dtype=np.float32))[:, None]
+    out = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[:, 0].numpy()
 
 
@@ -479,6 +521,8 @@ class ImageTask(Task):
             imgs = src._pixels(pick, src._rotation[cid])
             if src.augment_affine and self.split == "train":
                 imgs = random_affine(imgs, src.augment_affine, rng)
+            if src.augment_elastic and self.split == "train":
+                imgs = random_elastic(imgs, src.augment_elastic, rng)
             if src.augment_shift and self.split == "train":
                 imgs = random_shift(imgs, src.augment_shift, rng)
             sx.append(imgs[:support_shots])
@@ -524,6 +568,7 @@ class ImageTaskSource(TaskSource):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         augment_shift: int = 0,
         augment_affine: float = 0.0,
+        augment_elastic: float = 0.0,
     ) -> None:
         if isinstance(n_way, bool) or not isinstance(n_way, (int, np.integer)) or n_way < 2:
             raise TaskError(f"n_way must be an integer >= 2, got {n_way!r}")
@@ -542,13 +587,8 @@ class ImageTaskSource(TaskSource):
         ):
             raise TaskError(f"augment_shift must be an integer in [0, 8] pixels, got {augment_shift!r}")
         self.augment_shift = int(augment_shift)
-        if (
-            isinstance(augment_affine, bool)
-            or not isinstance(augment_affine, (int, float, np.integer, np.floating))
-            or not 0 <= augment_affine <= 2
-        ):
-            raise TaskError(f"augment_affine must be a number in [0, 2] (strength), got {augment_affine!r}")
-        self.augment_affine = float(augment_affine)
+        self.augment_affine = _strength("augment_affine", augment_affine)
+        self.augment_elastic = _strength("augment_elastic", augment_elastic)
         self.within_group = bool(within_group)
         self.seed = int(seed)
         self.input_shape = (1, self.image_size, self.image_size)
@@ -691,6 +731,7 @@ class ImageTaskSource(TaskSource):
             mirrors=self.mirrors,
             augment_shift=self.augment_shift,
             augment_affine=self.augment_affine,
+            augment_elastic=self.augment_elastic,
             within_group=self.within_group,
             groups=list(self.groups),
             classes={s: self.num_classes(s) for s in SPLITS},

@@ -1,0 +1,74 @@
+"""Probe: transductive prototype refinement (soft k-means over the queries, Ren et al. 2018) on
+saved Omniglot checkpoints; 400 20-way within-alphabet episodes of the unseen small2 alphabets,
+plainly and with shifted views (prints only).
+
+PYTHONPATH=. python benchmarks/probes/omniglot_transductive.py CHECKPOINT [CHECKPOINT ...]
+"""
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from engine import create_one_shot_meta_learning_engine
+from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
+
+torch.set_num_threads(int(__import__("os").environ.get("THREADS", "1")))
+engines = []
+for ck in sys.argv[1:]:
+    eng = create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL", n_way=20, device="cpu")
+    eng.load_sync(ck)
+    engines.append(eng)
+size = engines[0].source_info["image_size"]
+src = ImageTaskSource(
+    OMNIGLOT_DIR / "images_background_small2.zip",
+    n_way=20,
+    within_group=True,
+    split_fractions=(0, 0, 1),
+    include_groups=["Japanese_(katakana)", "Sanskrit", "Tagalog"],
+    image_size=size,
+)
+eps = list(src.episodes("test", 400, 1, 1, seed=20))
+
+
+def refine(s, q, steps, temp):
+    p = s
+    for _ in range(steps):
+        w = (-torch.cdist(q, p).pow(2) / temp).softmax(1)  # (Q, C)
+        p = (s + w.T @ q) / (1 + w.sum(0))[:, None]
+    return p
+
+
+@torch.no_grad()
+def member_embeddings(views):
+    out = []
+    for eng in engines:
+        lr = eng.learner
+        lr.config = eng.config.replace(test_time_shifts=1 if views else 0)
+        rows = []
+        for ep in eps:
+            st = lr.adapt(
+                ep.support_x.float(), ep.support_y, params={n: p.detach() for n, p in lr.meta_params().items()}
+            )
+            rows.append((st.prototypes, lr.embed(st, ep.query_x.float(), None)))
+        out.append(rows)
+    return out
+
+
+for views in (False, True):
+    t = time.time()
+    embs = member_embeddings(views)
+    print("views" if views else "plain", f"embedded in {time.time() - t:.0f}s", flush=True)
+    for steps, temp in ((0, 1), (5, 1), (10, 1), (5, 0.3), (10, 0.3), (20, 0.3), (10, 0.1)):
+        accs = []
+        for i, ep in enumerate(eps):
+            probs = 0
+            for rows in embs:
+                s, q = rows[i]
+                p = refine(s, q, steps, temp)
+                probs = probs + (-torch.cdist(q, p).pow(2)).softmax(1)
+            accs.append((probs.argmax(1) == ep.query_y).float().mean().item())
+        e = 1 - np.mean(accs)
+        ci = 1.96 * np.std(accs, ddof=1) / np.sqrt(len(accs))
+        print(f"  steps {steps} temp {temp}: {e:.1%} ± {ci:.1%}", flush=True)
