@@ -62,6 +62,7 @@ SECTIONS: dict[str, list[str]] = {
         "adaptation_steps",
         "first_order",
         "test_time_shifts",
+        "transductive_steps",
     ],
     "Episodes": ["support_shots", "query_shots", "n_way"],
     "Causal": ["causal_weight", "enable_causal_priors", "mechanism_threshold", "save_mechanisms"],
