@@ -294,37 +294,39 @@ def plot(results: dict[str, dict], path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 8))
-    shown = {name: res for name, res in results.items() if len(res["curve"]) >= 2 and not is_rescoring(res)}
+    shown = {name: res for name, res in results.items() if len(res["curve"]) >= 2}
     colors = plt.get_cmap("tab20").colors  # one color per run, past the default cycle's ten
     for i, (name, res) in enumerate(shown.items()):
         curve = res["curve"]
         xs = [p["train_minutes"] for p in curve]
         run_name = name.removeprefix("omniglot_quality_")
-        label = textwrap.fill(f"{run_name}: {training_line(res['settings'])}", 110, subsequent_indent="    ")
-        line = ax.errorbar(
-            xs,
-            [100 * p["20way"]["error"] for p in curve],
-            [100 * p["20way"]["ci95"] for p in curve],
-            marker="o",
-            capsize=3,
-            color=colors[2 * i % 20 + (2 * i // 20) % 2],
-            label=label,
-        )
-        if all("20way_views" in p for p in curve):
-            ax.errorbar(  # an errorbar container like the line above: the legend keeps plotting order
+        color = colors[2 * i % 20 + (2 * i // 20) % 2]
+        if not is_rescoring(res):  # a rescored run's plain curves are its run's, drawn already
+            label = textwrap.fill(f"{run_name}: {training_line(res['settings'])}", 110, subsequent_indent="    ")
+            ax.errorbar(
                 xs,
-                [100 * p["20way_views"]["error"] for p in curve],
-                fmt="--s",
-                color=line[0].get_color(),
-                label=f"{run_name}: same run, shifted views",
+                [100 * p["20way"]["error"] for p in curve],
+                [100 * p["20way"]["ci95"] for p in curve],
+                marker="o",
+                capsize=3,
+                color=color,
+                label=label,
             )
+        trans = ("20way_views_trans", ":^", "same run, shifted views, transductive")
+        extra = [("20way_views", "--s", "same run, shifted views"), trans]
+        if is_rescoring(res):
+            extra = [(*trans[:2], f"{res['settings']['ensemble_of'][0]}'s checkpoints, shifted views, transductive")]
+        for key, fmt, what in extra:  # errorbar containers like the line above: the legend keeps plotting order
+            if all(key in p for p in curve):
+                ys = [100 * p[key]["error"] for p in curve]
+                ax.errorbar(xs, ys, fmt=fmt, color=color, label=f"{run_name}: {what}")
     ax.axhline(30.1, color="grey", linestyle=":", label="published Prototypical Networks (30.1%)")
     ax.axhline(15.0, color="black", linestyle="-.", label="goal (15%)")
     ax.set_xlabel("training minutes (one core; CPU time for CPU-time runs)")
     ax.set_ylabel("20-way within-alphabet error, %")
     ax.set_title("Omniglot minimal: one-shot error on unseen alphabets against training time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

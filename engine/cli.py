@@ -26,6 +26,8 @@ _TYPES = {"int": int, "float": float, "str": str}
 _SEED_RANGE = (0, 2**31 - 1)
 # Fields fixed by the weights: a resumed run cannot change them.
 _ARCHITECTURE = ("algorithm", "hidden_dim", "num_mechanisms", "encoder", "conv_channels")
+# Settings that only change how a trained model predicts: evaluate may override them.
+_TEST_TIME_FIELDS = ("test_time_shifts", "transductive_steps")
 
 
 def ranged(kind: type, low: float, high: float) -> Any:
@@ -122,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=ranged(int, 0, 1000), help="adaptation steps (default: the checkpoint's adaptation_steps)"
     )
     p.add_argument("--support-shots", type=ranged(int, 1, 100), help="override the checkpoint's support shots")
+    for field in _TEST_TIME_FIELDS:
+        low, high = OneShotMetaLearningConfig.field_range(field)
+        p.add_argument(
+            "--" + field.replace("_", "-"),
+            type=ranged(int, low, high),
+            help=f"override the checkpoint's {field}: {FIELD_HELP[field]}",
+        )
     p.add_argument("--seed", type=ranged(int, *_SEED_RANGE), default=1234)
     _add_output_options(p)
 
@@ -344,8 +353,9 @@ def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
-    if args.support_shots:
-        engine.config = engine.config.replace(support_shots=args.support_shots)
+    overrides = {k: getattr(args, k) for k in ("support_shots", *_TEST_TIME_FIELDS) if getattr(args, k) is not None}
+    if overrides:
+        engine.config = engine.config.replace(**overrides)
         engine.learner.config = engine.config
     source = _build_source(args, engine, engine.config.n_way)
     result = engine.evaluate_sync(source, args.split, episodes=args.episodes, steps=args.steps, seed=args.seed)

@@ -93,6 +93,14 @@ def test_train_other_sources_then_evaluate_from_recorded_source(tmp_path, source
     out = tmp_path / "ev.json"
     assert main(["evaluate", "--checkpoint", str(ck), "--episodes", "3", "--json", str(out), "--quiet"]) == 0
     assert json.loads(out.read_text())["episodes"] == 3
+    if "PROTOTYPICAL_CAUSAL" in source_args:  # test-time settings can be overridden when evaluating
+        scores = {}
+        for steps in ("0", "5"):
+            argv = ["evaluate", "--checkpoint", str(ck), "--episodes", "3", "--transductive-steps", steps]
+            assert main([*argv, "--json", str(out), "--quiet"]) == 0
+            scores[steps] = json.loads(out.read_text())["loss"]
+        assert scores["0"] != scores["5"]
+        assert main(["evaluate", "--checkpoint", str(ck), "--transductive-steps", "101"]) == 2
 
 
 def test_errors_are_one_clear_line(capsys, tmp_path):
