@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from engine import create_one_shot_meta_learning_engine
+from engine.algorithms.prototypical import refine_prototypes
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
 torch.set_num_threads(int(__import__("os").environ.get("THREADS", "1")))
@@ -32,12 +33,16 @@ src = ImageTaskSource(
 eps = list(src.episodes("test", 400, 1, 1, seed=20))
 
 
+# (soft k-means steps, temperature dividing the squared distances); temperature 1 is the learner's own
+GRID = ((0, 1), (1, 1), (2, 1), (5, 1), (10, 1), (1, 10), (2, 10), (5, 10), (10, 10), (5, 30))
+GRID += ((5, 0.3), (10, 0.3), (20, 0.3), (10, 0.1))
+
+
 def refine(s, q, steps, temp):
-    p = s
-    for _ in range(steps):
-        w = (-torch.cdist(q, p).pow(2) / temp).softmax(1)  # (Q, C)
-        p = (s + w.T @ q) / (1 + w.sum(0))[:, None]
-    return p
+    # Squared distances / temp are the engine's refinement on embeddings scaled by 1/sqrt(temp);
+    # prototypes are weighted means of s and q, so scaling back gives them in the original units.
+    r = temp**0.5
+    return refine_prototypes(s / r, torch.ones(len(s)), q / r, steps) * r
 
 
 @torch.no_grad()
@@ -60,7 +65,7 @@ for views in (False, True):
     t = time.time()
     embs = member_embeddings(views)
     print("views" if views else "plain", f"embedded in {time.time() - t:.0f}s", flush=True)
-    for steps, temp in ((0, 1), (5, 1), (10, 1), (5, 0.3), (10, 0.3), (20, 0.3), (10, 0.1)):
+    for steps, temp in GRID:
         accs = []
         for i, ep in enumerate(eps):
             probs = 0
