@@ -359,7 +359,7 @@ def transductive_table(results: dict[str, dict]) -> list[str]:
     """Runs scored with --transductive-steps: 20-way errors with and without refining the
     prototypes over each episode's queries."""
     rows = [
-        f"| {name.removeprefix('omniglot_quality_')} | {', '.join(res['settings'].get('ensemble_of', []))} "
+        f"| {name.removeprefix('omniglot_quality_')} | {', '.join(res['settings'].get('ensemble_of', [])) or 'itself'} "
         f"| {p['train_minutes']:.1f} min | {_error(p, '20way')} | {_error(p, '20way_trans')} "
         f"| {_error(p, '20way_views')} | {_error(p, '20way_views_trans')} |"
         for name, res in results.items()
