@@ -293,7 +293,7 @@ def plot(results: dict[str, dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 8))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     shown = {name: res for name, res in results.items() if len(res["curve"]) >= 2}
     colors = plt.get_cmap("tab20").colors  # one color per run, past the default cycle's ten
     for i, (name, res) in enumerate(shown.items()):
@@ -326,8 +326,10 @@ def plot(results: dict[str, dict], path) -> None:
     ax.set_ylabel("20-way within-alphabet error, %")
     ax.set_title("Omniglot minimal: one-shot error on unseen alphabets against training time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
+    # The legend below the figure, outside the axes' layout: a long legend never squeezes the plot
+    # (bbox_inches="tight" grows the saved image to hold it).
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0))
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
