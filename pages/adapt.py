@@ -18,6 +18,12 @@ if not components.require_engine(src):
     st.stop()
 eng = session.engine()
 ss = st.session_state
+if eng.config.transductive_steps and eng.config.algorithm.name == "PROTOTYPICAL_CAUSAL":
+    st.caption(
+        f"Transductive labelling is on (transductive_steps = {eng.config.transductive_steps}): the pictures to "
+        "label are labelled together, the prototypes refined over all of them, so each label also depends on "
+        "the others."
+    )
 
 # ------------------------------------------------------------------------------ sinusoid
 if kind == "sinusoid":

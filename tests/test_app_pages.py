@@ -338,6 +338,16 @@ def test_adapt_images_held_out_and_own_uploads():
     res = at.session_state["img_result"]
     assert res["labelled"] and len(res["predicted"]) == 5 * min(5, cfg.query_shots)
     assert "query accuracy" in [m.label for m in at.metric]
+    assert "labelled together" not in texts(at.caption)
+    # transductive labelling: said on the page, and the drawings are still labelled
+    eng.config = eng.config.replace(transductive_steps=3)
+    eng.learner.config = eng.config
+    at.run()
+    assert "Transductive labelling is on (transductive_steps = 3)" in texts(at.caption)
+    button(at, "Adapt and label the query drawings").click()
+    at.run()
+    ok(at)
+    assert len(at.session_state["img_result"]["predicted"]) == 5 * min(5, cfg.query_shots)
     # own pictures: one per class, then one to label
     at.radio(key="img_mode").set_value("My own images")
     at.run()
