@@ -334,6 +334,13 @@ def plot(results: dict[str, dict], path) -> None:
     plt.close(fig)
 
 
+def _side_table(intro: str, header: str, rows: list[str]) -> list[str]:
+    """A small table after the main one: its introduction, header and rows (nothing without rows)."""
+    if not rows:
+        return []
+    return ["", intro, "", header, "|" + "---|" * header.count(" | ") + "---|", *rows]
+
+
 def averaging_table(results: dict[str, dict]) -> list[str]:
     """Runs with --average-from: the averaged weights beside the same run's last weights."""
     rows = [
@@ -344,17 +351,12 @@ def averaging_table(results: dict[str, dict]) -> list[str]:
         for p in res["curve"]
         if "20way_last" in p
     ]
-    if not rows:
-        return []
-    return [
-        "",
+    return _side_table(
         "Weight averaging (`--average-from`), each run's averaged weights beside its own last weights, 20-way:",
-        "",
         "| run | training time | snapshots averaged | last weights | averaged | last, shifted views "
         "| averaged, shifted views |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ]
+        rows,
+    )
 
 
 def transductive_table(results: dict[str, dict]) -> list[str]:
@@ -368,20 +370,15 @@ def transductive_table(results: dict[str, dict]) -> list[str]:
         for p in res["curve"]
         if "20way_trans" in p
     ]
-    if not rows:
-        return []
-    return [
-        "",
+    return _side_table(
         "Transductive prototypes (`--transductive-steps`, the engine's `transductive_steps`): before "
         "predicting an episode's 20 queries together, the prototypes take soft k-means steps over them. "
         "Each query's label then depends on the other queries, a different protocol from the table above "
         "(and from the published 30.1%, which classifies each query alone); 20-way:",
-        "",
         "| result | checkpoints of | training time | 20-way | transductive | shifted views "
         "| shifted views, transductive |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ]
+        rows,
+    )
 
 
 def is_rescoring(res: dict) -> bool:

@@ -5,31 +5,26 @@ plainly and with shifted views (prints only).
 PYTHONPATH=. python benchmarks/probes/omniglot_transductive.py CHECKPOINT [CHECKPOINT ...]
 """
 
+import os
 import sys
 import time
 
 import numpy as np
 import torch
 
+import benchmarks.omniglot_quality as oq
 from engine import create_one_shot_meta_learning_engine
 from engine.algorithms.prototypical import refine_prototypes
-from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
-torch.set_num_threads(int(__import__("os").environ.get("THREADS", "1")))
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 engines = []
 for ck in sys.argv[1:]:
     eng = create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL", n_way=20, device="cpu")
     eng.load_sync(ck)
     engines.append(eng)
 size = engines[0].source_info["image_size"]
-src = ImageTaskSource(
-    OMNIGLOT_DIR / "images_background_small2.zip",
-    n_way=20,
-    within_group=True,
-    split_fractions=(0, 0, 1),
-    include_groups=["Japanese_(katakana)", "Sanskrit", "Tagalog"],
-    image_size=size,
-)
+_, test_groups, other = oq.SETS["small1"]
+src = oq.unseen_alphabets_source(oq.SETS[other][0], test_groups, 20, size)  # the benchmark's test episodes
 eps = list(src.episodes("test", 400, 1, 1, seed=20))
 
 
