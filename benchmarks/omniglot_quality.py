@@ -145,8 +145,10 @@ def run(args: argparse.Namespace) -> dict:
         adaptation_steps=args.adaptation_steps,
         inner_lr=args.inner_lr,
         first_order=True,
-        eval_interval=50,
-        val_episodes=20,
+        # The engine's validation curve is not used here (the benchmark scores its own test
+        # episodes off the clock); 20 episodes after every chunk took a third of the training time.
+        eval_interval=100_000,
+        val_episodes=1,
         seed=args.seed,
         device=args.device,
     )
