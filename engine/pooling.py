@@ -29,8 +29,8 @@ def max_pool_2x2_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     a, b, c, d = _corners(x)
     top, bottom = torch.maximum(a, b), torch.maximum(c, d)
     down = bottom > top  # a later cell wins only when strictly larger
-    left_right = b > a
-    right = left_right ^ ((left_right ^ (d > c)) & down)  # torch.where(down, d > c, b > a), 30x faster
+    b_wins = b > a
+    right = b_wins ^ ((b_wins ^ (d > c)) & down)  # torch.where(down, d > c, b > a), 30x faster
     h, w = a.shape[-2:]
     width = x.shape[-1]
     base = (torch.arange(h, device=x.device) * 2 * width)[:, None] + torch.arange(w, device=x.device) * 2

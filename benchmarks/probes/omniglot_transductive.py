@@ -5,27 +5,16 @@ plainly and with shifted views (prints only).
 PYTHONPATH=. python benchmarks/probes/omniglot_transductive.py CHECKPOINT [CHECKPOINT ...]
 """
 
-import os
 import sys
 import time
 
 import numpy as np
 import torch
 
-import benchmarks.omniglot_quality as oq
-from engine import create_one_shot_meta_learning_engine
+from benchmarks.probes.saved_checkpoints import load_engines_and_test_episodes
 from engine.algorithms.prototypical import refine_prototypes
 
-torch.set_num_threads(int(os.environ.get("THREADS", "1")))
-engines = []
-for ck in sys.argv[1:]:
-    eng = create_one_shot_meta_learning_engine(algorithm="PROTOTYPICAL_CAUSAL", n_way=20, device="cpu")
-    eng.load_sync(ck)
-    engines.append(eng)
-size = engines[0].source_info["image_size"]
-_, test_groups, other = oq.SETS["small1"]
-src = oq.unseen_alphabets_source(oq.SETS[other][0], test_groups, 20, size)  # the benchmark's test episodes
-eps = list(src.episodes("test", 400, 1, 1, seed=20))
+engines, eps = load_engines_and_test_episodes(sys.argv[1:])
 
 
 # (soft k-means steps, temperature dividing the squared distances); temperature 1 is the learner's own
