@@ -20,7 +20,8 @@ from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 engines, eps = load_engines_and_test_episodes(sys.argv[1:])
 size = engines[0].source_info["image_size"]
 base = ImageTaskSource(OMNIGLOT_DIR / oq.SETS["small1"][0], n_way=20, split_fractions=(1, 0, 0), image_size=size)
-base_eps = list(base.episodes("train", 30, 1, 4, seed=1))  # 3000 training images for base statistics
+base_eps = base.episodes("train", 30, 1, 4, seed=1)
+base_x = torch.cat([torch.cat([e.support_x, e.query_x]) for e in base_eps]).float()  # 3000 training images
 
 
 @torch.no_grad()
@@ -56,8 +57,7 @@ for layer in ("embedding", "conv"):
         t = time.time()
         per_member = []
         for eng in engines:
-            bx = torch.cat([torch.cat([e.support_x, e.query_x]) for e in base_eps]).float()
-            bf = features(eng, bx, views, layer)
+            bf = features(eng, base_x, views, layer)
             rows = [  # support rows in label order (one shot: row k is class k's prototype)
                 (
                     features(eng, e.support_x[e.support_y.argsort()].float(), views, layer),
