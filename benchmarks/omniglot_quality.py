@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import textwrap
 import time
 from contextlib import contextmanager
@@ -169,7 +170,12 @@ def run(args: argparse.Namespace) -> dict:
             t0 = clock()
             eng.meta_train_sync(train)
             trained += clock() - t0
-            if args.decay_at and trained >= args.decay_at * 60 and eng.optimizer.param_groups[0]["lr"] == args.outer_lr:
+            if args.cosine:  # cosine annealing to 0 at the last mark (Loshchilov & Hutter 2017)
+                for g in eng.optimizer.param_groups:
+                    g["lr"] = args.outer_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / marks[-1])))
+            elif (
+                args.decay_at and trained >= args.decay_at * 60 and eng.optimizer.param_groups[0]["lr"] == args.outer_lr
+            ):
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr / 10
             if args.average_from and trained >= args.average_from * 60:
@@ -268,7 +274,9 @@ def training_line(s: dict) -> str:
         parts.append(f"{s['image_size']}px images")
     if s.get("hidden_dim", 64) != 64:
         parts.append(f"{s['hidden_dim']}-d embedding")
-    if s.get("decay_at"):
+    if s.get("cosine"):
+        parts.append("lr cosine to 0 at the last mark")
+    elif s.get("decay_at"):
         parts.append(f"lr/10 at {s['decay_at']:g} min")
     if s.get("average_from"):
         parts.append(f"weights averaged from {s['average_from']:g} min")
@@ -450,6 +458,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cpu-time", action="store_true", help="marks in process CPU time (use with --threads 1)")
     p.add_argument("--decay-at", type=float, default=0.0, help="minutes after which outer lr drops 10x (0 = never)")
     p.add_argument(
+        "--cosine", action="store_true", help="outer lr follows a cosine from --outer-lr to 0 at the last mark"
+    )
+    p.add_argument(
         "--average-from",
         type=float,
         default=0.0,
@@ -471,6 +482,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.redraw:
         return redraw()
+    if args.cosine and args.decay_at:
+        p.error("--cosine and --decay-at are two learning-rate schedules: choose one")
     torch.set_num_threads(args.threads)
     pick_device(args.device)
     result = run_ensemble(args) if args.ensemble else run(args)

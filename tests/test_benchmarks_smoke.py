@@ -15,11 +15,12 @@ def test_sinusoid_quality_smoke():
 def test_omniglot_quality_smoke(tmp_path):
     result = omniglot_quality.main(
         ["--minutes", "0.01", "--episodes", "2", "--channels", "8", "--chunk", "2", "--no-write"]
-        + ["--mirrors", "--augment-affine", "1", "--test-time-shifts", "1"]
+        + ["--mirrors", "--augment-affine", "1", "--test-time-shifts", "1", "--cosine"]
     )
     point = result["curve"][0]
     assert all(0 <= point[k]["accuracy"] <= 1 for k in ("20way", "5way", "20way_views", "5way_views"))
     assert "mirrors, affine x1" in omniglot_quality.training_line(result["settings"])
+    assert "lr cosine to 0" in omniglot_quality.training_line(result["settings"])
     assert omniglot_quality._error({"20way": point["20way"]}, "20way_views") == "–"  # older results lack views
     omniglot_quality.plot({"run": {**result, "curve": [point, point]}}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
