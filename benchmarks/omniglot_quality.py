@@ -26,6 +26,8 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from engine import create_one_shot_meta_learning_engine
+from engine.algorithms.image_views import image_views
+from engine.config import VIEW_KINDS
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
 from .common import RESULTS, machine_line, mean_ci95, pick_device, update_markdown_section, write_result
@@ -85,7 +87,9 @@ def evaluate_point(
     point = {}
     for shifts, steps, suffix in variants:
         for eng in engines:
-            eng.learner.config = eng.config.replace(test_time_shifts=shifts, transductive_steps=steps)
+            eng.learner.config = eng.config.replace(
+                test_time_shifts=shifts, test_time_views=args.test_time_views, transductive_steps=steps
+            )
         for ways in (20,) if steps else ways_list:
             point[f"{ways}way{suffix}"] = evaluate_within_alphabet(
                 engines, sources[ways], ways, args.episodes, args.seed + ways
@@ -246,6 +250,8 @@ def run_ensemble(args: argparse.Namespace) -> dict:
         **members[0]["settings"],
         "ensemble_of": tags,
         "transductive_steps": args.transductive_steps,
+        "test_time_shifts": args.test_time_shifts,
+        "test_time_views": args.test_time_views,
         "seed": [m["settings"]["seed"] for m in members],
         "member_settings": [m["settings"] for m in members],
     }
@@ -281,6 +287,9 @@ def training_line(s: dict) -> str:
     if s.get("average_from"):
         parts.append(f"weights averaged from {s['average_from']:g} min")
     parts.append("CPU time" if s.get("cpu_time") else "wall time")
+    if s.get("test_time_views", "plus") != "plus":  # which copies the shifted-views columns average
+        views = len(image_views(torch.zeros(1, 1, 4, 4), s["test_time_shifts"], s["test_time_views"]))
+        parts.append(f"test views {s['test_time_views']} ±{s['test_time_shifts']}px ({views})")
     if s.get("ensemble_of"):
         parts.append(f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))})")
     elif s.get("seed"):
@@ -447,6 +456,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument(
         "--test-time-shifts", type=int, default=0, help="also evaluate with embeddings averaged over views shifted N px"
+    )
+    p.add_argument(
+        "--test-time-views",
+        choices=VIEW_KINDS,
+        default="plus",
+        help="which copies --test-time-shifts averages (the engine's test_time_views)",
     )
     p.add_argument(
         "--transductive-steps",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .config import FIELD_HELP, ConfigError, OneShotMetaLearningConfig
+from .config import FIELD_HELP, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
 from .tasks import TaskError, TaskSource, make_task_source
 
@@ -27,7 +27,7 @@ _SEED_RANGE = (0, 2**31 - 1)
 # Fields fixed by the weights: a resumed run cannot change them.
 _ARCHITECTURE = ("algorithm", "hidden_dim", "num_mechanisms", "encoder", "conv_channels")
 # Settings that only change how a trained model predicts: evaluate may override them.
-_TEST_TIME_FIELDS = ("test_time_shifts", "transductive_steps")
+_TEST_TIME_FIELDS = ("test_time_shifts", "test_time_views", "transductive_steps")
 
 
 def ranged(kind: type, low: float, high: float) -> Any:
@@ -65,6 +65,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 help=f"{FIELD_HELP[f.name]} Range [{low:g}, {high:g}].",
             )
+        elif f.name == "test_time_views":
+            group.add_argument(flag, choices=VIEW_KINDS, default=None, help=FIELD_HELP[f.name])
         else:
             group.add_argument(flag, type=_TYPES[f.type], default=None, help=FIELD_HELP[f.name])
 
@@ -125,11 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--support-shots", type=ranged(int, 1, 100), help="override the checkpoint's support shots")
     for field in _TEST_TIME_FIELDS:
-        low, high = OneShotMetaLearningConfig.field_range(field)
+        bounds = OneShotMetaLearningConfig.field_range(field)
+        kind = {"choices": VIEW_KINDS} if bounds is None else {"type": ranged(int, *bounds)}
         p.add_argument(
-            "--" + field.replace("_", "-"),
-            type=ranged(int, low, high),
-            help=f"override the checkpoint's {field}: {FIELD_HELP[field]}",
+            "--" + field.replace("_", "-"), **kind, help=f"override the checkpoint's {field}: {FIELD_HELP[field]}"
         )
     p.add_argument("--seed", type=ranged(int, *_SEED_RANGE), default=1234)
     _add_output_options(p)

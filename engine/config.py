@@ -53,6 +53,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 _DEVICES = ("auto", "cpu", "cuda")
 _ENCODERS = ("auto", "mlp", "conv4")
+VIEW_KINDS = ("plus", "grid", "grid_affine")  # engine.algorithms.image_views makes them
 
 
 @dataclass
@@ -89,6 +90,7 @@ class OneShotMetaLearningConfig:
     val_episodes: int = 20
     grad_clip: float = 10.0
     test_time_shifts: int = 0
+    test_time_views: str = "plus"
     transductive_steps: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +122,8 @@ class OneShotMetaLearningConfig:
             raise ConfigError(f"device must be one of {_DEVICES} or 'cuda:N'; got {self.device!r}")
         if self.encoder not in _ENCODERS:
             raise ConfigError(f"encoder must be one of {_ENCODERS}; got {self.encoder!r}")
+        if self.test_time_views not in VIEW_KINDS:
+            raise ConfigError(f"test_time_views must be one of {VIEW_KINDS}; got {self.test_time_views!r}")
         if self.hidden_dim < self.num_mechanisms:
             raise ConfigError(
                 f"hidden_dim must be at least num_mechanisms ({self.num_mechanisms}); got {self.hidden_dim}"
@@ -187,7 +191,10 @@ FIELD_HELP: dict[str, str] = {
     "val_episodes": "Validation episodes per evaluation.",
     "grad_clip": "Meta-gradient norm clip (0 = none).",
     "test_time_shifts": "Prototypical/relation on images, outside meta-training: average each image's embedding "
-    "with its copies shifted this many pixels up, down, left and right (0 = off).",
+    "with its copies shifted this many pixels (0 = off; which copies: test_time_views).",
+    "test_time_views": "Which copies test_time_shifts averages over: plus (shifted up, down, left and right: 5 views), "
+    "grid (every shift of at most that many pixels each way: 9 views at 1, 25 at 2) or grid_affine (the grid and "
+    "copies rotated -10, -5, 5, 10 degrees or scaled 0.9 and 1.1: 15 views at 1, 31 at 2).",
     "transductive_steps": "Prototypical, outside meta-training: refine the prototypes this many soft k-means steps "
     "over the queries predicted together, so each prediction depends on the others in its batch (0 = off).",
 }

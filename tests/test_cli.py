@@ -101,6 +101,10 @@ def test_train_other_sources_then_evaluate_from_recorded_source(tmp_path, source
             scores[steps] = json.loads(out.read_text())["loss"]
         assert scores["0"] != scores["5"]
         assert main(["evaluate", "--checkpoint", str(ck), "--transductive-steps", "101"]) == 2
+        argv = ["evaluate", "--checkpoint", str(ck), "--episodes", "3", "--transductive-steps", "0"]
+        assert main([*argv, "--test-time-views", "grid_affine", "--json", str(out), "--quiet"]) == 0
+        assert json.loads(out.read_text())["loss"] != scores["0"]  # 15 views, not the checkpoint's 5
+        assert main(["evaluate", "--checkpoint", str(ck), "--test-time-views", "rotated"]) == 2
 
 
 def test_errors_are_one_clear_line(capsys, tmp_path):

@@ -25,6 +25,7 @@ from engine import (
     OneShotMetaLearningConfig,
     OneShotMetaLearningEngine,
 )
+from engine.config import VIEW_KINDS
 from engine.mechanisms import RECORD_FIELDS
 from engine.tasks import (
     Episode,
@@ -62,6 +63,7 @@ SECTIONS: dict[str, list[str]] = {
         "adaptation_steps",
         "first_order",
         "test_time_shifts",
+        "test_time_views",
         "transductive_steps",
     ],
     "Episodes": ["support_shots", "query_shots", "n_way"],
@@ -72,6 +74,7 @@ CHOICES: dict[str, list[str]] = {
     "algorithm": [a.name for a in MetaLearningAlgorithm],
     "device": ["auto", "cpu", "cuda"],
     "encoder": ["auto", "mlp", "conv4"],
+    "test_time_views": list(VIEW_KINDS),
 }
 
 

@@ -14,7 +14,7 @@ import torch
 
 import benchmarks.omniglot_quality as oq
 from benchmarks.probes.saved_checkpoints import load_engines_and_test_episodes
-from engine.algorithms.prototypical import shifted_views
+from engine.algorithms.image_views import shifted_views
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
 engines, eps = load_engines_and_test_episodes(sys.argv[1:])

@@ -6,7 +6,8 @@ scored by negative squared Euclidean distance. With two or more shots per class 
 structure gates also take ``steps`` gradient steps on a leave-one-out prototype loss over
 the support set (with one shot there is nothing to fit without the queries, so none). With
 ``test_time_shifts`` set, embeddings outside meta-training are averaged over each image and
-four shifted copies of it. With ``transductive_steps`` set, predictions outside meta-training
+shifted copies of it (``test_time_views``: four, every shift within the radius, or those and six
+rotated or scaled copies; ``image_views``). With ``transductive_steps`` set, predictions outside meta-training
 first refine the prototypes by soft k-means over the queries predicted together (Ren et al.,
 "Meta-Learning for Semi-Supervised Few-Shot Classification", ICLR 2018).
 """
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from ..config import MetaLearningAlgorithm
 from ..inner_loop import Params, functional_forward
 from .base import AdaptedState, CausalMetaLearner
+from .image_views import image_views
 
 
 def class_means(emb: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,16 +52,6 @@ def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     counts = onehot.sum(0)
     loo = (sums[None] - onehot[:, :, None] * emb[:, None]) / (counts[None, :, None] - onehot[:, :, None]).clamp(min=1)
     return -((emb[:, None] - loo) ** 2).sum(-1)
-
-
-def shifted_views(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Images (B, C, H, W) -> (5, B, C, H, W): each image, then shifted by ``radius`` pixels
-    down, up, right and left, the uncovered border filled with 0 (the background)."""
-    r = radius
-    h, w = x.shape[-2:]
-    pad = F.pad(x, (r, r, r, r))
-    offsets = ((r, r), (0, r), (2 * r, r), (r, 0), (r, 2 * r))  # (top, left) of each crop in pad
-    return torch.stack([pad[..., t : t + h, s : s + w] for t, s in offsets])
 
 
 class EmbeddingLearner(CausalMetaLearner):
@@ -124,7 +116,7 @@ class EmbeddingLearner(CausalMetaLearner):
     def _embed(self, params: Params, x: torch.Tensor, causal_mask: torch.Tensor | None, views: bool) -> torch.Tensor:
         if not views:
             return functional_forward(self.model, params, x, causal_mask=causal_mask)
-        stacked = shifted_views(x, self.config.test_time_shifts)
+        stacked = image_views(x, self.config.test_time_shifts, self.config.test_time_views)
         emb = functional_forward(self.model, params, stacked.flatten(0, 1), causal_mask=causal_mask)
         return emb.view(stacked.shape[0], x.shape[0], -1).mean(0)
 
