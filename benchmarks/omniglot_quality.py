@@ -224,10 +224,18 @@ def run_ensemble(args: argparse.Namespace) -> dict:
     marks = [m["settings"]["minutes"] for m in members]
     if len(set(marks)) != 1 or any(m["settings"]["train"] != args.train for m in members):
         raise SystemExit(f"--ensemble {args.ensemble}: the runs must share --train and --minutes")
+    if set(args.ways.split(",")) - {"20", "5"}:
+        raise SystemExit(f"--ways: 20, 5 or both; got {args.ways}")
+    saved = {float(m) for m in marks[0].split(",")}
+    if args.marks and (unknown := {float(m) for m in args.marks.split(",")} - saved):
+        raise SystemExit(f"--marks: the runs have no mark {', '.join(f'{m:g}' for m in sorted(unknown))} min")
     _, test_groups, other = SETS[args.train]
     test_zip = SETS[other][0]
     curve = []
+    chosen = {float(m) for m in args.marks.split(",")} if args.marks else None
     for i, mark in enumerate(sorted(float(m) for m in marks[0].split(","))):
+        if chosen is not None and mark not in chosen:
+            continue
         engines = []
         for tag in tags:
             path = checkpoint_path(args.train, tag, mark)
@@ -242,7 +250,9 @@ def run_ensemble(args: argparse.Namespace) -> dict:
         point = {
             "train_minutes": max(p["train_minutes"] for p in points),
             "iterations": sum(p["iterations"] for p in points),
-            **evaluate_point(engines, test_zip, test_groups, args),
+            **evaluate_point(
+                engines, test_zip, test_groups, args, ways_list=tuple(int(w) for w in args.ways.split(","))
+            ),
         }
         curve.append(point)
         print(json.dumps(point), flush=True)
@@ -493,6 +503,8 @@ def main(argv: list[str] | None = None) -> dict:
         default="",
         help="no training: score the mean prediction of these saved runs' checkpoints (their tags, comma-separated)",
     )
+    p.add_argument("--marks", default="", help="with --ensemble: score only these of the runs' marks (minutes)")
+    p.add_argument("--ways", default="20,5", help="with --ensemble: the ways to score (20,5 or 20)")
     p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
     args = p.parse_args(argv)
     if args.redraw:

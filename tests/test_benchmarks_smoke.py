@@ -52,9 +52,12 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| small1_m0t | m0 | " in text and "ensemble of 1 such" not in text
     views = ["--test-time-shifts", "1", "--test-time-views", "grid_affine"]
-    wider = omniglot_quality.main(["--ensemble", "m0,m1", "--episodes", "3", *views, "--no-write"])
+    pair = ["--ensemble", "m0,m1", "--episodes", "3", "--no-write"]
+    wider = omniglot_quality.main([*pair, *views, "--marks", "0.01", "--ways", "20"])
     assert "test views grid_affine ±1px (15)" in omniglot_quality.training_line(wider["settings"])
-    assert 0 <= wider["curve"][0]["20way_views"]["accuracy"] <= 1
+    assert 0 <= wider["curve"][0]["20way_views"]["accuracy"] <= 1 and "5way" not in wider["curve"][0]
+    with pytest.raises(SystemExit, match="the runs have no mark 7 min"):
+        omniglot_quality.main([*pair, "--marks", "7"])
     with pytest.raises(SystemExit, match="no saved run omniglot_quality_small1_nope.json"):
         omniglot_quality.main(["--ensemble", "m0,nope", "--no-write"])
     omniglot_quality.main([*tiny[:-1], "--tag", "unsaved"])  # trained without --save-checkpoints
