@@ -7,6 +7,7 @@ from .algorithms import (
     PrototypicalCausalLearner,
     RelationCausalLearner,
 )
+from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .config import (
     CausalMechanismType,
@@ -17,6 +18,8 @@ from .config import (
 from .engine import OneShotMetaLearningEngine, create_one_shot_meta_learning_engine
 from .mechanisms import CausalMechanism
 from .model import CausalMetaModel
+
+keep_freed_memory()  # fewer page faults in every training step (see engine/allocator.py)
 
 __all__ = [
     "CausalMechanism",
