@@ -226,13 +226,13 @@ def run_ensemble(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--ensemble {args.ensemble}: the runs must share --train and --minutes")
     if set(args.ways.split(",")) - {"20", "5"}:
         raise SystemExit(f"--ways: 20, 5 or both; got {args.ways}")
-    saved = {float(m) for m in marks[0].split(",")}
-    if args.marks and (unknown := {float(m) for m in args.marks.split(",")} - saved):
+    ways = tuple(int(w) for w in args.ways.split(","))
+    chosen = {float(m) for m in args.marks.split(",")} if args.marks else None
+    if chosen and (unknown := chosen - {float(m) for m in marks[0].split(",")}):
         raise SystemExit(f"--marks: the runs have no mark {', '.join(f'{m:g}' for m in sorted(unknown))} min")
     _, test_groups, other = SETS[args.train]
     test_zip = SETS[other][0]
     curve = []
-    chosen = {float(m) for m in args.marks.split(",")} if args.marks else None
     for i, mark in enumerate(sorted(float(m) for m in marks[0].split(","))):
         if chosen is not None and mark not in chosen:
             continue
@@ -250,9 +250,7 @@ def run_ensemble(args: argparse.Namespace) -> dict:
         point = {
             "train_minutes": max(p["train_minutes"] for p in points),
             "iterations": sum(p["iterations"] for p in points),
-            **evaluate_point(
-                engines, test_zip, test_groups, args, ways_list=tuple(int(w) for w in args.ways.split(","))
-            ),
+            **evaluate_point(engines, test_zip, test_groups, args, ways_list=ways),
         }
         curve.append(point)
         print(json.dumps(point), flush=True)
