@@ -12,9 +12,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.probes.saved_checkpoints import load_engines_and_test_episodes
+from engine.algorithms.image_views import AFFINE_VIEWS, affine_views, grid_views
 from engine.inner_loop import functional_forward
 
 # small2 checkpoints (the mirror run) are scored on their own unseen alphabets, Balinese,
@@ -22,29 +22,13 @@ from engine.inner_loop import functional_forward
 engines, eps = load_engines_and_test_episodes(sys.argv[1:], train="small2" if "small2_" in sys.argv[1] else "small1")
 
 
-def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Content moved dy down and dx right; the uncovered border is 0 (the background)."""
-    h, w = x.shape[-2:]
-    r = max(abs(dy), abs(dx), 1)
-    pad = F.pad(x, (r, r, r, r))
-    return pad[..., r - dy : r - dy + h, r - dx : r - dx + w]
-
-
-def warped(x: torch.Tensor, degrees: float, scale: float) -> torch.Tensor:
-    """Rotated and scaled about the centre (bilinear, zero background)."""
-    t = math.radians(degrees)
-    fwd = torch.tensor([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]) * scale
-    inv = torch.linalg.inv(fwd)  # affine_grid maps output to input coordinates
-    mat = torch.cat([inv, torch.zeros(2, 1)], 1)[None].expand(x.shape[0], 2, 3)
-    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-TRANSFORMS = {f"s{dy},{dx}": (lambda x, dy=dy, dx=dx: shifted(x, dy, dx)) for dy in range(-2, 3) for dx in range(-2, 3)}
-for deg in (-10, -5, 5, 10):
-    TRANSFORMS[f"r{deg}"] = lambda x, deg=deg: warped(x, deg, 1.0)
-for sc in (0.9, 1.1):
-    TRANSFORMS[f"z{sc}"] = lambda x, sc=sc: warped(x, 0.0, sc)
+# The engine's own views (engine.algorithms.image_views), named: grid_views' moves are the
+# unshifted image, then every other (dy, dx) with |dy|, |dx| <= 2 in row order; then AFFINE_VIEWS.
+RADIUS = 2
+VIEW_NAMES = ["s0,0"] + [
+    f"s{dy},{dx}" for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1) if dy or dx
+]
+VIEW_NAMES += [f"r{int(deg)}" if scale == 1.0 else f"z{scale}" for deg, scale in AFFINE_VIEWS]
 
 plus1 = ["s0,0", "s1,0", "s-1,0", "s0,1", "s0,-1"]
 grid1 = [f"s{dy},{dx}" for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
@@ -70,17 +54,18 @@ SETS = {
 }
 
 images = torch.cat([torch.cat([e.support_x[e.support_y.argsort()], e.query_x]) for e in eps]).float()
+views = torch.cat([grid_views(images, RADIUS), affine_views(images)])
 t0 = time.time()
 emb = []  # per member: {transform: (episodes, 40, d)}
 with torch.no_grad():
     for eng in engines:
         params = {n: p.detach() for n, p in eng.learner.meta_params().items()}
         per = {}
-        for name, fn in TRANSFORMS.items():
-            e = torch.cat([functional_forward(eng.model, params, c) for c in fn(images).split(250)])
+        for name, view in zip(VIEW_NAMES, views, strict=True):
+            e = torch.cat([functional_forward(eng.model, params, c) for c in view.split(250)])
             per[name] = e.view(len(eps), -1, e.shape[-1])
         emb.append(per)
-print(f"embedded {len(TRANSFORMS)} transforms x {len(engines)} members in {time.time() - t0:.0f}s", flush=True)
+print(f"embedded {len(VIEW_NAMES)} transforms x {len(engines)} members in {time.time() - t0:.0f}s", flush=True)
 
 labels = torch.stack([e.query_y for e in eps])  # (episodes, 20); prototypes are in label order
 for set_name, names in SETS.items():
