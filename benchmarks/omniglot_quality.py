@@ -313,40 +313,67 @@ def _error(point: dict, key: str) -> str:
     return f"{point[key]['error']:.1%} ± {point[key]['ci95']:.1%}"
 
 
+# The curves a run can have: key in each curve point, line style, what the line shows.
+CURVE_KINDS = (
+    ("20way", "-o", "each query alone"),
+    ("20way_views", "--s", "each query alone, test-time views"),
+    ("20way_views_trans", ":^", "test-time views, transductive"),
+)
+
+
+def drawable_curves(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+    """(result name, curve key, result) for every curve worth a line: runs with two or more marks,
+    each key that all marks have; a rescored run's plain curves are its run's, so only its
+    transductive one counts."""
+    out = []
+    for name, res in results.items():
+        if len(res["curve"]) < 2:
+            continue
+        for key, _, _ in CURVE_KINDS:
+            if is_rescoring(res) and key != "20way_views_trans":
+                continue
+            if all(key in p for p in res["curve"]):
+                out.append((name, key, res))
+    return out
+
+
+def highlighted_curves(results: dict[str, dict]) -> list[tuple[str, str]]:
+    """The (result name, curve key) pairs the plot draws in colour: for each curve kind, the
+    lowest final error among ensembles and among single models (the rest are drawn grey)."""
+    best: dict[tuple[str, bool], tuple[float, str]] = {}
+    for name, key, res in drawable_curves(results):
+        group = (key, len(res["settings"].get("ensemble_of", [])) > 1)
+        final = res["curve"][-1][key]["error"]
+        if group not in best or final < best[group][0]:
+            best[group] = (final, name)
+    return sorted((name, key) for (key, _), (_, name) in best.items())
+
+
 def plot(results: dict[str, dict], path) -> None:
-    """20-way error against training time, one line per run with two or more marks (shifted views dashed)."""
+    """20-way error against training time: the best run of each kind (:func:`highlighted_curves`)
+    in colour with its interval, every other run's curves thin and grey."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    shown = {name: res for name, res in results.items() if len(res["curve"]) >= 2}
-    colors = plt.get_cmap("tab20").colors  # one color per run, past the default cycle's ten
-    for i, (name, res) in enumerate(shown.items()):
-        curve = res["curve"]
-        xs = [p["train_minutes"] for p in curve]
+    styles = {key: (fmt, what) for key, fmt, what in CURVE_KINDS}
+    chosen = highlighted_curves(results)
+    colors = iter(plt.get_cmap("tab10").colors)
+    grey_label = "other runs and settings (tables above)"
+    for name, key, res in drawable_curves(results):
+        xs = [p["train_minutes"] for p in res["curve"]]
+        ys = [100 * p[key]["error"] for p in res["curve"]]
+        fmt, what = styles[key]
+        if (name, key) not in chosen:
+            ax.plot(xs, ys, fmt[:-1], color="0.6", alpha=0.5, linewidth=0.8, label=grey_label)
+            grey_label = "_nolegend_"
+            continue
         run_name = name.removeprefix("omniglot_quality_")
-        color = colors[2 * i % 20 + (2 * i // 20) % 2]
-        if not is_rescoring(res):  # a rescored run's plain curves are its run's, drawn already
-            label = textwrap.fill(f"{run_name}: {training_line(res['settings'])}", 110, subsequent_indent="    ")
-            ax.errorbar(
-                xs,
-                [100 * p["20way"]["error"] for p in curve],
-                [100 * p["20way"]["ci95"] for p in curve],
-                marker="o",
-                capsize=3,
-                color=color,
-                label=label,
-            )
-        trans = ("20way_views_trans", ":^", "same run, shifted views, transductive")
-        extra = [("20way_views", "--s", "same run, shifted views"), trans]
-        if is_rescoring(res):
-            extra = [(*trans[:2], f"{res['settings']['ensemble_of'][0]}'s checkpoints, shifted views, transductive")]
-        for key, fmt, what in extra:  # errorbar containers like the line above: the legend keeps plotting order
-            if all(key in p for p in curve):
-                ys = [100 * p[key]["error"] for p in curve]
-                ax.errorbar(xs, ys, fmt=fmt, color=color, label=f"{run_name}: {what}")
+        label = textwrap.fill(f"{run_name} ({what}): {training_line(res['settings'])}", 110, subsequent_indent="    ")
+        cis = [100 * p[key]["ci95"] for p in res["curve"]]
+        ax.errorbar(xs, ys, cis, fmt=fmt, capsize=3, color=next(colors), label=label, zorder=3)
     ax.axhline(30.1, color="grey", linestyle=":", label="published Prototypical Networks (30.1%)")
     ax.axhline(15.0, color="black", linestyle="-.", label="goal (15%)")
     ax.set_xlabel("training minutes (one core; CPU time for CPU-time runs)")
@@ -435,7 +462,14 @@ def markdown(results: dict[str, dict]) -> str:
             )
     lines += averaging_table(results)
     lines += transductive_table(results)
-    lines += ["", "![Omniglot error against training time](benchmarks/results/omniglot_quality.png)"]
+    lines += [
+        "",
+        "![Omniglot error against training time](benchmarks/results/omniglot_quality.png)",
+        "",
+        "In colour, for each kind of curve (each query alone; with test-time views; transductive), the"
+        " run with the lowest error at its last mark among ensembles and among single models; every"
+        " other run in grey (all are in the tables above).",
+    ]
     lines += ["", "Runs (machine, then command):", ""]
     lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]
     return "\n".join(lines)

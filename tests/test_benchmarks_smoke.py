@@ -26,6 +26,24 @@ def test_omniglot_quality_smoke(tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
+def test_omniglot_plot_highlights_the_best_curve_of_each_kind():
+    def run(errors: list[float], members: int, views: bool = False) -> dict:
+        def point(e: float) -> dict:
+            views_key = {"20way_views": {"error": e - 0.02, "ci95": 0.01}} if views else {}
+            return {"20way": {"error": e, "ci95": 0.01}} | views_key
+
+        return {"curve": [point(e) for e in errors], "settings": {"ensemble_of": ["a"] * members} if members else {}}
+
+    results = {
+        "one_good": run([0.30, 0.20], 0),
+        "one_bad": run([0.25, 0.22], 0, views=True),  # better early, worse at the end; has views
+        "pair": run([0.28, 0.17], 2),
+        "short": run([0.01], 0),  # one mark: no curve
+    }
+    chosen = omniglot_quality.highlighted_curves(results)
+    assert chosen == [("one_bad", "20way_views"), ("one_good", "20way"), ("pair", "20way")]
+
+
 def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     from benchmarks import common
 
