@@ -14,7 +14,7 @@ import time
 import torch
 
 from benchmarks.probes.saved_checkpoints import load_engines_and_test_episodes
-from engine.algorithms.image_views import AFFINE_VIEWS, affine_views, grid_views
+from engine.algorithms.image_views import AFFINE_VIEWS, affine_views, grid_moves, grid_views
 from engine.inner_loop import functional_forward
 
 # small2 checkpoints (the mirror run) are scored on their own unseen alphabets, Balinese,
@@ -22,12 +22,9 @@ from engine.inner_loop import functional_forward
 engines, eps = load_engines_and_test_episodes(sys.argv[1:], train="small2" if "small2_" in sys.argv[1] else "small1")
 
 
-# The engine's own views (engine.algorithms.image_views), named: grid_views' moves are the
-# unshifted image, then every other (dy, dx) with |dy|, |dx| <= 2 in row order; then AFFINE_VIEWS.
+# The engine's own views (engine.algorithms.image_views), named: grid_views' moves, then AFFINE_VIEWS.
 RADIUS = 2
-VIEW_NAMES = ["s0,0"] + [
-    f"s{dy},{dx}" for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1) if dy or dx
-]
+VIEW_NAMES = [f"s{dy},{dx}" for dy, dx in grid_moves(RADIUS)]
 VIEW_NAMES += [f"r{int(deg)}" if scale == 1.0 else f"z{scale}" for deg, scale in AFFINE_VIEWS]
 
 plus1 = ["s0,0", "s1,0", "s-1,0", "s0,1", "s0,-1"]

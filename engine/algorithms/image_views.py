@@ -34,13 +34,17 @@ def shifted_views(x: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.stack([_shifted(pad, radius, dy, dx, h, w) for dy, dx in moves])
 
 
+def grid_moves(radius: int) -> list[tuple[int, int]]:
+    """The (dy, dx) moves of :func:`grid_views`, in its order: (0, 0), then the rest row by row."""
+    return [(0, 0)] + [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1) if dy or dx]
+
+
 def grid_views(x: torch.Tensor, radius: int) -> torch.Tensor:
     """(B, C, H, W) -> ((2r+1)^2, B, C, H, W): every whole-pixel shift of at most ``radius`` in
     each direction (the unshifted image first), zero-filled like :func:`shifted_views`."""
     h, w = x.shape[-2:]
     pad = F.pad(x, (radius,) * 4)
-    moves = [(0, 0)] + [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1) if dy or dx]
-    return torch.stack([_shifted(pad, radius, dy, dx, h, w) for dy, dx in moves])
+    return torch.stack([_shifted(pad, radius, dy, dx, h, w) for dy, dx in grid_moves(radius)])
 
 
 def affine_views(x: torch.Tensor) -> torch.Tensor:
