@@ -197,7 +197,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--conv-steps", type=int, default=10, help="gradient learners' steps on Conv-4")
@@ -206,7 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (GPU results go to adaptation_latency_cuda)")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     rows = []

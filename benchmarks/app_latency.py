@@ -123,12 +123,17 @@ def markdown(r: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--starts", type=int, default=3)
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -86,7 +86,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--episodes", type=int, default=1000)
@@ -96,7 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-write", action="store_true", help="print only (smoke tests)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     two = run_two_variable_experiment(seeds=args.seeds, episodes=args.episodes)
     print("two variables, median sigma(gamma):", {k: round(v, 4) for k, v in two["median_at"].items()}, flush=True)
     two_out = {k: v for k, v in two.items() if k != "sigma"}  # the median curve is enough on disk

@@ -146,7 +146,8 @@ SETTINGS = {
 }
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--families", default="target_term,mechanism")
     p.add_argument("--settings", default="default,large", help=f"inner-loop settings among {list(SETTINGS)}")
@@ -160,7 +161,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-write", action="store_true", help="print only (smoke tests)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.graph_seeds.split(",")] if args.graph_seeds else list(range(args.graphs))
     rows = []

@@ -139,7 +139,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="the device compared with the CPU")
     p.add_argument("--iterations", type=int, default=60)
@@ -147,7 +148,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--cases", default="all", help="'all' or a count of the first cases (the smoke test)")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     cases = CASES if args.cases == "all" else CASES[: int(args.cases)]

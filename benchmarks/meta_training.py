@@ -227,7 +227,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--point", help=argparse.SUPPRESS)
@@ -236,7 +237,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help="cpu or cuda (GPU results go to meta_training_cuda)")
     p.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True, help="the scaling part")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     if args.worker:
         ways, shots, steps, batch = json.loads(args.point)
         row = worker(args.worker, ways, shots, steps, batch, args.iters, args.threads, args.device)

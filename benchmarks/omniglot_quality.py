@@ -475,7 +475,8 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", choices=list(SETS), default="small1")
     p.add_argument("--algorithm", default="PROTOTYPICAL_CAUSAL")
@@ -538,6 +539,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--marks", default="", help="with --ensemble: score only these of the runs' marks (minutes)")
     p.add_argument("--ways", default="20,5", help="with --ensemble: the ways to score (20,5 or 20)")
     p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.redraw:
         return redraw()

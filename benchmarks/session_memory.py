@@ -240,7 +240,8 @@ def _plateau(r: dict) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--train-seconds", type=float, default=3.0)
@@ -248,7 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--session-ttl", type=int, default=None, help="server.disconnectedSessionTTL (default 120)")
     ap.add_argument("--note", default="", help="conditions of the run, printed under the table")
     ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():  # a kill still stops the server
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = measure(args.sessions, args.train_seconds, args.final_wait, args.session_ttl)

@@ -89,7 +89,8 @@ def markdown(result: dict, m: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (also used to check that recorded commands still parse)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iterations", type=int, default=20000)
     p.add_argument("--tasks", type=int, default=600)
@@ -98,7 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-write", action="store_true", help="print only (smoke tests)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     result = run(
         args.iterations, args.tasks, [int(s) for s in args.shots.split(",")], args.seed, args.variants.split(",")
