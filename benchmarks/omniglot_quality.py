@@ -162,24 +162,32 @@ def run(args: argparse.Namespace) -> dict:
     # time is the default for an idle machine.
     clock = time.process_time if args.cpu_time else time.perf_counter
     marks = sorted(float(m) * 60 for m in args.minutes.split(","))
+    replay = getattr(args, "replay_plan", None)  # {mark minutes: iterations}, decay iteration
     curve = []
     trained = 0.0
     # Stochastic weight averaging (Izmailov et al. 2018): from --average-from on, a uniform
     # running mean of the weights after every chunk; it is what gets evaluated and saved.
     average = None
+
+    def steps_done() -> int:
+        return len(eng.history.iteration) if eng.history else 0
+
     for mark in marks:
-        while trained < mark:
-            eng.config = eng.config.replace(num_meta_iterations=args.chunk)
+        target = replay["iterations"][mark / 60] if replay else None
+        while (steps_done() < target) if replay else (trained < mark):
+            done = steps_done()
+            eng.config = eng.config.replace(
+                num_meta_iterations=min(args.chunk, target - done) if replay else args.chunk
+            )
             eng.learner.config = eng.config
             t0 = clock()
             eng.meta_train_sync(train)
             trained += clock() - t0
+            decay_now = steps_done() >= replay["decay_iteration"] if replay else trained >= args.decay_at * 60
             if args.cosine:  # cosine annealing to 0 at the last mark (Loshchilov & Hutter 2017)
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / marks[-1])))
-            elif (
-                args.decay_at and trained >= args.decay_at * 60 and eng.optimizer.param_groups[0]["lr"] == args.outer_lr
-            ):
+            elif args.decay_at and decay_now and eng.optimizer.param_groups[0]["lr"] == args.outer_lr:
                 for g in eng.optimizer.param_groups:
                     g["lr"] = args.outer_lr / 10
             if args.average_from and trained >= args.average_from * 60:
@@ -200,9 +208,48 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "train_set": args.train,
         "test_alphabets": test_groups,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("no_write",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("no_write", "replay_plan")},
         "curve": curve,
     }
+
+
+def replay_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options of the saved run ``args.replay``, set to train to the same meta-iteration at
+    each of its marks instead of the same time, so a machine of any speed repeats its training
+    step for step (same seed, same episodes, same learning-rate drop) and its numbers.
+
+    Only schedules fixed by iterations can be replayed: a cosine rate or weight averaging
+    followed the clock between marks, and a rate drop must fall on a mark (where the saved
+    curve says which iteration it was)."""
+    path = RESULTS / f"omniglot_quality_{args.train}_{args.replay}.json"
+    if not path.exists():
+        raise SystemExit(f"--replay {args.replay}: no saved run {path.name}")
+    saved = json.loads(path.read_text())
+    s = saved["settings"]
+    if s.get("ensemble_of") or s.get("replay"):
+        raise SystemExit(f"--replay {args.replay}: not a training run (an ensemble or a replay)")
+    if s.get("cosine") or s.get("average_from"):
+        raise SystemExit(f"--replay {args.replay}: its cosine rate or weight averaging followed the clock")
+    minutes = [float(m) for m in s["minutes"].split(",")]
+    if len(minutes) != len(saved["curve"]):
+        raise SystemExit(f"--replay {args.replay}: the saved curve does not match its marks")
+    iterations = dict(zip(sorted(minutes), (p["iterations"] for p in saved["curve"]), strict=True))
+    if s.get("decay_at") and s["decay_at"] not in iterations:
+        raise SystemExit(f"--replay {args.replay}: its rate drop at {s['decay_at']:g} min fell between marks")
+    chosen = sorted(float(m) for m in args.marks.split(",")) if args.marks else sorted(minutes)
+    if unknown := set(chosen) - set(minutes):
+        raise SystemExit(f"--marks: the run has no mark {', '.join(f'{m:g}' for m in sorted(unknown))} min")
+    replayed = {
+        **vars(parser.parse_args([])),  # today's defaults for options the saved run predates
+        **s,
+        "minutes": ",".join(f"{m:g}" for m in chosen),
+        "replay": args.replay,
+        "tag": args.tag or f"{args.replay}r",
+        "threads": args.threads,
+        "no_write": args.no_write,
+    }
+    plan = {"iterations": iterations, "decay_iteration": iterations.get(s.get("decay_at"), math.inf)}
+    return argparse.Namespace(**replayed, replay_plan=plan)
 
 
 def checkpoint_path(train: str, tag: str, minutes: float) -> Path:
@@ -298,6 +345,8 @@ def training_line(s: dict) -> str:
     if s.get("test_time_views", "plus") != "plus":  # which copies the shifted-views columns average
         views = len(image_views(torch.zeros(1, 1, 4, 4), s["test_time_shifts"], s["test_time_views"]))
         parts.append(f"test views {s['test_time_views']} ±{s['test_time_shifts']}px ({views})")
+    if s.get("replay"):
+        parts.append(f"replay of {s['replay']} by iterations")
     if s.get("ensemble_of"):
         parts.append(f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))})")
     elif s.get("seed"):
@@ -536,7 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="no training: score the mean prediction of these saved runs' checkpoints (their tags, comma-separated)",
     )
-    p.add_argument("--marks", default="", help="with --ensemble: score only these of the runs' marks (minutes)")
+    p.add_argument(
+        "--replay",
+        default="",
+        help="train again like this saved run (its tag), to the same meta-iteration at each mark, not the same "
+        "time: the same steps on a machine of any speed (result tagged TAGr unless --tag)",
+    )
+    p.add_argument("--marks", default="", help="with --ensemble or --replay: only these of the runs' marks (minutes)")
     p.add_argument("--ways", default="20,5", help="with --ensemble: the ways to score (20,5 or 20)")
     p.add_argument("--redraw", action="store_true", help="only rebuild the table and plot from saved results")
     return p
@@ -549,6 +604,8 @@ def main(argv: list[str] | None = None) -> dict:
         return redraw()
     if args.cosine and args.decay_at:
         p.error("--cosine and --decay-at are two learning-rate schedules: choose one")
+    if args.replay:
+        args = replay_args(args, p)
     torch.set_num_threads(args.threads)
     pick_device(args.device)
     result = run_ensemble(args) if args.ensemble else run(args)

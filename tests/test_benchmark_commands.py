@@ -33,7 +33,11 @@ def test_recorded_command_still_parses(path: Path):
     result = json.loads(path.read_text())
     name, argv = script_and_argv(result["command"])
     assert path.stem.startswith(name)  # the result is where its script writes
-    args = importlib.import_module(f"benchmarks.{name}").build_parser().parse_args(argv)
+    module = importlib.import_module(f"benchmarks.{name}")
+    parser = module.build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "replay", ""):  # a replay's options are its original run's
+        args = module.replay_args(args, parser)
     recorded = result.get("settings", {})
     if "member_settings" in recorded:  # an ensemble: its settings merge its members'
         return

@@ -94,6 +94,43 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
         assert omniglot_quality.ensemble_accuracy([eng.learner] * 2, episode) == pytest.approx(own)
 
 
+def test_omniglot_replay_repeats_a_run_step_for_step(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from benchmarks import common
+
+    for module in (omniglot_quality, common):
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    tiny = ["--episodes", "3", "--channels", "8", "--chunk", "2", "--save-checkpoints", "--cpu-time"]
+    tiny += ["--threads", "1", "--augment-shift", "1", "--augment-affine", "1", "--test-time-shifts", "1"]
+    # marks in CPU time: how many iterations each holds depends on the machine; the rate drops at the first
+    original = omniglot_quality.main([*tiny, "--minutes", "0.04,0.08", "--decay-at", "0.04", "--tag", "orig"])
+    assert original["curve"][1]["iterations"] > original["curve"][0]["iterations"] > 0
+    replayed = omniglot_quality.main(["--replay", "orig", "--threads", "1"])
+    assert replayed["settings"]["tag"] == "origr" and replayed["settings"]["replay"] == "orig"
+    assert "replay of orig" in omniglot_quality.training_line(replayed["settings"])
+
+    def scores(curve: list[dict]) -> list[dict]:  # all but the (machine-dependent) training time
+        return [{k: v for k, v in point.items() if k != "train_minutes"} for point in curve]
+
+    assert scores(replayed["curve"]) == scores(original["curve"])
+    for mark in (0.04, 0.08):
+        own = load_file(omniglot_quality.checkpoint_path("small1", "orig", mark) / "model.safetensors")
+        again = load_file(omniglot_quality.checkpoint_path("small1", "origr", mark) / "model.safetensors")
+        assert own.keys() == again.keys() and all(torch.equal(own[k], again[k]) for k in own)
+    first = omniglot_quality.main(["--replay", "orig", "--marks", "0.04", "--threads", "1", "--no-write"])
+    assert scores(first["curve"]) == scores(original["curve"][:1])  # up to its first mark only
+    with pytest.raises(SystemExit, match="the run has no mark 5 min"):
+        omniglot_quality.main(["--replay", "orig", "--marks", "5", "--no-write"])
+    omniglot_quality.main([*tiny, "--minutes", "0.01", "--cosine", "--tag", "cos"])
+    with pytest.raises(SystemExit, match="cosine rate or weight averaging followed the clock"):
+        omniglot_quality.main(["--replay", "cos", "--no-write"])
+    with pytest.raises(SystemExit, match="no saved run omniglot_quality_small1_nope.json"):
+        omniglot_quality.main(["--replay", "nope", "--no-write"])
+
+
 def test_omniglot_weight_averaging(tmp_path):
     import torch
 
