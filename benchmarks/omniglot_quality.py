@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         default="",
         help="train again like this saved run (its tag), to the same meta-iteration at each mark, not the same "
-        "time: the same steps on a machine of any speed (result tagged TAGr unless --tag)",
+        "time: the same steps on a machine of any speed (its options replace those given here but --marks, "
+        "--tag, --threads; result tagged TAGr unless --tag)",
     )
     p.add_argument("--marks", default="", help="with --ensemble or --replay: only these of the runs' marks (minutes)")
     p.add_argument("--ways", default="20,5", help="with --ensemble: the ways to score (20,5 or 20)")
@@ -604,6 +605,8 @@ def main(argv: list[str] | None = None) -> dict:
         return redraw()
     if args.cosine and args.decay_at:
         p.error("--cosine and --decay-at are two learning-rate schedules: choose one")
+    if args.replay and args.ensemble:
+        p.error("--replay trains, --ensemble scores saved runs: choose one")
     if args.replay:
         args = replay_args(args, p)
     torch.set_num_threads(args.threads)

@@ -129,6 +129,8 @@ def test_omniglot_replay_repeats_a_run_step_for_step(tmp_path, monkeypatch):
         omniglot_quality.main(["--replay", "cos", "--no-write"])
     with pytest.raises(SystemExit, match="no saved run omniglot_quality_small1_nope.json"):
         omniglot_quality.main(["--replay", "nope", "--no-write"])
+    with pytest.raises(SystemExit):  # argparse's error: the two modes conflict
+        omniglot_quality.main(["--replay", "orig", "--ensemble", "orig", "--no-write"])
 
 
 def test_omniglot_weight_averaging(tmp_path):
