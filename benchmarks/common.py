@@ -44,6 +44,9 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
+        # The vector kernels torch picked (AVX2, AVX512...): hosts that all call themselves "AMD EPYC"
+        # differ here, in speed and in float rounding, so a seeded run repeats exactly only on its kind.
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -93,7 +96,8 @@ def update_markdown_section(name: str, markdown: str) -> None:
 
 def machine_line(m: dict[str, Any]) -> str:
     return (
-        f"{m['cpu']} ({m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads"
+        f"{m['cpu']} ({m['cpu_kernels'] + ' kernels, ' if m.get('cpu_kernels') else ''}"
+        f"{m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads"
         + (f", {m['cuda']}" if m.get("cuda") else "")
         + f"), commit {m['commit']}, {m['date']}"
     )

@@ -215,8 +215,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def replay_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """The options of the saved run ``args.replay``, set to train to the same meta-iteration at
-    each of its marks instead of the same time, so a machine of any speed repeats its training
-    step for step (same seed, same episodes, same learning-rate drop) and its numbers.
+    each of its marks instead of the same time, so a machine of any speed takes the same steps
+    (same seed, same episodes, same learning-rate drop). On a CPU with the same vector kernels
+    (the results' ``cpu_kernels``) the numbers repeat exactly; on another, float rounding differs
+    and over thousands of steps the run drifts like a new seed would.
 
     Only schedules fixed by iterations can be replayed: a cosine rate or weight averaging
     followed the clock between marks, and a rate drop must fall on a mark (where the saved
@@ -589,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         default="",
         help="train again like this saved run (its tag), to the same meta-iteration at each mark, not the same "
-        "time: the same steps on a machine of any speed (its options replace those given here but --marks, "
+        "time: the same steps on a machine of any speed, the same numbers on the same CPU kind (its options "
+        "replace those given here but --marks, "
         "--tag, --threads; result tagged TAGr unless --tag)",
     )
     p.add_argument("--marks", default="", help="with --ensemble or --replay: only these of the runs' marks (minutes)")

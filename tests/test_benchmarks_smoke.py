@@ -279,3 +279,12 @@ def test_meta_training_markdown_without_scaling():
     }
     text = meta_training.markdown(result)
     assert "on the GPU" in text and "Scaling" not in text and "allocated GPU memory" in text
+
+
+def test_machine_line_names_the_cpu_kernels_when_recorded():
+    from benchmarks.common import machine, machine_line
+
+    m = machine()
+    assert m["cpu_kernels"] and f"({m['cpu_kernels']} kernels, " in machine_line(m)
+    older = {k: v for k, v in m.items() if k != "cpu_kernels"}  # results saved before it was recorded
+    assert machine_line(older).startswith(f"{m['cpu']} ({m['cores']} cores")
