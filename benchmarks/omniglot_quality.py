@@ -318,7 +318,8 @@ def run_ensemble(args: argparse.Namespace) -> dict:
 def training_line(s: dict) -> str:
     """The training choices of one run, in words (older results lack the newer keys)."""
     members = s.get("member_settings", [])
-    if len({training_line({**m, "seed": 0}) for m in members}) > 1:  # runs trained differently, not just seeds
+    # runs trained differently, not just with other seeds (or replaying other runs)
+    if len({training_line({**m, "seed": 0, "replay": ""}) for m in members}) > 1:
         return f"ensemble of {len(members)} different runs: " + " + ".join(f"({training_line(m)})" for m in members)
     parts = [f"{s['train_way']}-way"]
     if s.get("train_within"):
@@ -347,7 +348,9 @@ def training_line(s: dict) -> str:
     if s.get("test_time_views", "plus") != "plus":  # which copies the shifted-views columns average
         views = len(image_views(torch.zeros(1, 1, 4, 4), s["test_time_shifts"], s["test_time_views"]))
         parts.append(f"test views {s['test_time_views']} ±{s['test_time_shifts']}px ({views})")
-    if s.get("replay"):
+    if replays := [m["replay"] for m in members if m.get("replay")]:
+        parts.append(f"replays of {', '.join(replays)} by iterations")
+    elif s.get("replay"):
         parts.append(f"replay of {s['replay']} by iterations")
     if s.get("ensemble_of"):
         parts.append(f"ensemble of {len(s['ensemble_of'])} such runs (seeds {', '.join(map(str, s['seed']))})")
@@ -388,11 +391,19 @@ def drawable_curves(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
     return out
 
 
+def is_replay(settings: dict) -> bool:
+    """A run made by --replay, or an ensemble of such runs."""
+    return bool(settings.get("replay")) or any(m.get("replay") for m in settings.get("member_settings", []))
+
+
 def highlighted_curves(results: dict[str, dict]) -> list[tuple[str, str]]:
     """The (result name, curve key) pairs the plot draws in colour: for each curve kind, the
-    lowest final error among ensembles and among single models (the rest are drawn grey)."""
+    lowest final error among ensembles and among single models (the rest are drawn grey).
+    Replays are checks of a run already drawn, timed on another machine, so they stay grey."""
     best: dict[tuple[str, bool], tuple[float, str]] = {}
     for name, key, res in drawable_curves(results):
+        if is_replay(res["settings"]):
+            continue
         group = (key, len(res["settings"].get("ensemble_of", [])) > 1)
         final = res["curve"][-1][key]["error"]
         if group not in best or final < best[group][0]:
@@ -519,7 +530,8 @@ def markdown(results: dict[str, dict]) -> str:
         "",
         "In colour, for each kind of curve (each query alone; with test-time views; transductive), the"
         " run with the lowest error at its last mark among ensembles and among single models; every"
-        " other run in grey (all are in the tables above).",
+        " other run in grey (all are in the tables above). Replays (`--replay`) stay grey, at their own"
+        " CPU minutes: they repeat the steps of a run already drawn, on another machine.",
     ]
     lines += ["", "Runs (machine, then command):", ""]
     lines += [f"- {machine_line(r['machine'])}: `{r['command']}`" for r in results.values()]

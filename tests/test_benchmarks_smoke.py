@@ -39,9 +39,12 @@ def test_omniglot_plot_highlights_the_best_curve_of_each_kind():
         "one_bad": run([0.25, 0.22], 0, views=True),  # better early, worse at the end; has views
         "pair": run([0.28, 0.17], 2),
         "short": run([0.01], 0),  # one mark: no curve
+        "replayed": run([0.27, 0.10], 0) | {"settings": {"replay": "one_good"}},  # a check, never highlighted
     }
     chosen = omniglot_quality.highlighted_curves(results)
     assert chosen == [("one_bad", "20way_views"), ("one_good", "20way"), ("pair", "20way")]
+    pair_of_replays = {"ensemble_of": ["a", "b"], "member_settings": [{"replay": "a"}, {"replay": "b"}]}
+    assert omniglot_quality.is_replay(pair_of_replays) and not omniglot_quality.is_replay({})
 
 
 def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
@@ -110,7 +113,7 @@ def test_omniglot_replay_repeats_a_run_step_for_step(tmp_path, monkeypatch):
     assert original["curve"][1]["iterations"] > original["curve"][0]["iterations"] > 0
     replayed = omniglot_quality.main(["--replay", "orig", "--threads", "1"])
     assert replayed["settings"]["tag"] == "origr" and replayed["settings"]["replay"] == "orig"
-    assert "replay of orig" in omniglot_quality.training_line(replayed["settings"])
+    assert "replay of orig by iterations" in omniglot_quality.training_line(replayed["settings"])
 
     def scores(curve: list[dict]) -> list[dict]:  # all but the (machine-dependent) training time
         return [{k: v for k, v in point.items() if k != "train_minutes"} for point in curve]
