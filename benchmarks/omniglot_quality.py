@@ -21,6 +21,7 @@ import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -118,11 +119,10 @@ def averaged_weights(model: torch.nn.Module, average: AveragedModel | None):
                 p.copy_(o)
 
 
-def run(args: argparse.Namespace) -> dict:
-    train_zip, test_groups, other = SETS[args.train]
-    test_zip = SETS[other][0]
+def training_setup(args: argparse.Namespace) -> tuple[ImageTaskSource, Any]:
+    """The training source and the engine, untrained, of a run with these options."""
     train = ImageTaskSource(
-        OMNIGLOT_DIR / train_zip,
+        OMNIGLOT_DIR / SETS[args.train][0],
         n_way=args.train_way,
         rotations=args.rotations,
         mirrors=args.mirrors,
@@ -158,11 +158,18 @@ def run(args: argparse.Namespace) -> dict:
         device=args.device,
     )
     eng.initialize_for_source(train)
+    return train, eng
+
+
+def run(args: argparse.Namespace) -> dict:
+    _, test_groups, other = SETS[args.train]
+    test_zip = SETS[other][0]
+    train, eng = training_setup(args)
     # Process CPU time (one thread) makes runs that share the machine comparable; wall
     # time is the default for an idle machine.
     clock = time.process_time if args.cpu_time else time.perf_counter
     marks = sorted(float(m) * 60 for m in args.minutes.split(","))
-    replay = getattr(args, "replay_plan", None)  # {mark minutes: iterations}, decay iteration
+    replay = getattr(args, "replay_plan", None)  # iterations at each of the marks, decay iteration
     curve = []
     trained = 0.0
     # Stochastic weight averaging (Izmailov et al. 2018): from --average-from on, a uniform
@@ -172,8 +179,8 @@ def run(args: argparse.Namespace) -> dict:
     def steps_done() -> int:
         return len(eng.history.iteration) if eng.history else 0
 
-    for mark in marks:
-        target = replay["iterations"][mark / 60] if replay else None
+    for i, mark in enumerate(marks):
+        target = replay["iterations"][i] if replay else None
         while (steps_done() < target) if replay else (trained < mark):
             done = steps_done()
             eng.config = eng.config.replace(
@@ -194,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
                 if average is None:
                     average = AveragedModel(eng.model, use_buffers=False)
                 average.update_parameters(eng.model)
-        point = {"train_minutes": trained / 60, "iterations": len(eng.history.iteration)}
+        point = {"train_minutes": trained / 60, "iterations": steps_done()}
         if average is not None:  # the last weights too, to measure what averaging changed
             point["averaged_chunks"] = int(average.n_averaged)
             last = evaluate_point([eng], test_zip, test_groups, args, ways_list=(20,), transductive=False)
@@ -250,7 +257,11 @@ def replay_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ar
         "threads": args.threads,
         "no_write": args.no_write,
     }
-    plan = {"iterations": iterations, "decay_iteration": iterations.get(s.get("decay_at"), math.inf)}
+    # by position, like run's sorted marks (no float round trip through a dict key)
+    plan = {
+        "iterations": [iterations[m] for m in chosen],
+        "decay_iteration": iterations.get(s.get("decay_at"), math.inf),
+    }
     return argparse.Namespace(**replayed, replay_plan=plan)
 
 
