@@ -24,3 +24,6 @@ session.configure_torch()
 page = st.navigation(PAGES)
 session.sidebar()
 page.run()
+# A finished script run is proof of life too: a run slowed by a loaded machine (a Start that
+# begins training, then draws the page) heartbeats its jobs again before the first poll.
+session.heartbeat_all()
