@@ -1,4 +1,4 @@
-"""Causal structure from adaptation speed (issue 3, point 6).
+"""Causal structure from adaptation speed (docs/DESIGN.md section 3).
 
 Part 1: Bengio et al. 2019's two-variable experiment (categorical A -> B, N = 10,
 interventions on the marginal of A, structural parameter gamma trained on the online

@@ -1,4 +1,4 @@
-"""Causal priors in one-shot adaptation (issue 3, point 2).
+"""Causal priors in one-shot adaptation (docs/DESIGN.md section 3).
 
 For each scm family (``--families``: ``target_term``, a shift in one term of the target's
 own mechanism; ``mechanism``, a sparse shift of one non-target variable) and each graph

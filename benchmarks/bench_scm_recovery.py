@@ -1,4 +1,4 @@
-"""Discovery scored against the truth (issue 3, point 5).
+"""Discovery scored against the truth (docs/DESIGN.md section 3).
 
 Part 1, scm: for each of ``--graphs`` random ``--variables``-variable graphs (SCMTaskSource
 seeds 0..graphs-1, sparse mechanism shifts on one non-target variable per task), meta-train

@@ -20,6 +20,7 @@ Peak memory = the process's peak RSS during training minus its RSS after setup (
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -210,13 +211,19 @@ def markdown(result: dict) -> str:
         f"Scaling: one axis at a time from the base point ({BASE['ways']}-way {BASE['shots']}-shot, "
         f"{BASE['steps']} inner step, meta-batch {BASE['batch']}).",
         "",
-        "| learner | axis | value | ms / iteration | peak MB | GFLOP / iteration | fraction of bound |",
+        "| learner | axis | values | ms / iteration | peak MB | GFLOP / iteration | fraction of bound |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in result["scaling"]:
+    # one row per learner and axis, each cell the values along the axis: a short table
+    for (learner, axis), group in itertools.groupby(result["scaling"], key=lambda r: (r["learner"], r["axis"])):
+        rows = list(group)
+
+        def cells(key: str, fmt: str, rows: list[dict] = rows) -> str:
+            return " / ".join(format(r[key], fmt) for r in rows)
+
         lines.append(
-            f"| {r['learner']} | {r['axis']} | {r['value']} | {r['ms_per_iteration']:.0f} | {r['peak_mb']:.0f} | "
-            f"{r['gflop_per_iteration']:.2f} | {r['fraction_of_bound']:.2f} |"
+            f"| {learner} | {axis} | {cells('value', '')} | {cells('ms_per_iteration', '.0f')} "
+            f"| {cells('peak_mb', '.0f')} | {cells('gflop_per_iteration', '.2f')} | {cells('fraction_of_bound', '.2f')} |"
         )
     lines += [
         "",

@@ -2,7 +2,7 @@
 # The benchmarks' GPU columns, in one run on a machine with CUDA: the engine on the GPU beside
 # the CPU, adaptation latency, MAML vs `higher`, meta-training throughput and a short Omniglot
 # run. Each writes benchmarks/results/*_cuda.json (or gpu_check.json, omniglot_quality_*_gpu.json)
-# and its section of BENCHMARKS.md. Needs: torch with CUDA, numpy, pillow, safetensors,
+# and its section of BENCHMARKS.md (new sections go at its end; the "On a GPU" table sums them up). Needs: torch with CUDA, numpy, pillow, safetensors,
 # networkx, matplotlib, higher, and the Omniglot zips where engine.tasks.OMNIGLOT_DIR finds them.
 #
 #     bash benchmarks/run_gpu.sh [all|speed|quality]   # python3 by default; PYTHON=... to choose

@@ -1,4 +1,4 @@
-"""Causal structure from adaptation speed (DESIGN section 3).
+"""Causal structure from adaptation speed (docs/DESIGN.md section 3).
 
 Two-variable experiment of Bengio et al. 2019, "A Meta-Transfer Objective for Learning to
 Disentangle Causal Mechanisms" (ICLR 2020), section 3:
@@ -54,6 +54,53 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _pretrained_tables(rngs: list[np.random.Generator], n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per seed, the true p(B | A) (S, A, B) and both models' log-tables fitted to the training
+    distribution: ``ab_a`` = log p(A), ``ab_ba`` = log p(B | A), ``ba_b`` = log p(B), ``ba_ab`` = log p(A | B)."""
+    pi_a = np.stack([r.dirichlet(np.ones(n)) for r in rngs])  # (S, N)
+    p_b_a = np.stack([r.dirichlet(np.ones(n), size=n) for r in rngs])  # (S, N, N) rows: a
+    joint = pi_a[:, :, None] * p_b_a  # (S, A, B)
+    p_b = joint.sum(1)
+    p_a_b = np.transpose(joint / p_b[:, None, :], (0, 2, 1))  # (S, B, A)
+    pre = {"ab_a": np.log(pi_a), "ab_ba": np.log(p_b_a), "ba_b": np.log(p_b), "ba_ab": np.log(p_a_b)}
+    return p_b_a, pre
+
+
+def _transfer_episode(
+    rngs: list[np.random.Generator],
+    p_b_a: np.ndarray,
+    pre: dict[str, np.ndarray],
+    transfer_samples: int,
+    adapt_lr: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One intervention on A: both models adapt online from ``pre``; returns their online
+    log-likelihoods (L_AB, L_BA) per seed."""
+    s_count, n = p_b_a.shape[0], p_b_a.shape[1]
+    rows = np.arange(s_count)
+    new_pi = np.stack([r.dirichlet(np.ones(n)) for r in rngs])
+    ab_a, ab_ba = pre["ab_a"].copy(), pre["ab_ba"].copy()
+    ba_b, ba_ab = pre["ba_b"].copy(), pre["ba_ab"].copy()
+    l_ab = np.zeros(s_count)
+    l_ba = np.zeros(s_count)
+    for _ in range(transfer_samples):
+        a = _sample(new_pi, np.array([r.random() for r in rngs]))
+        b = _sample(p_b_a[rows, a], np.array([r.random() for r in rngs]))  # p(B | a) unchanged
+        # Online log-likelihood with the current (not yet updated) parameters.
+        lp_a = _log_softmax(ab_a)
+        lp_ba = _log_softmax(ab_ba[rows, a])
+        lp_b = _log_softmax(ba_b)
+        lp_ab = _log_softmax(ba_ab[rows, b])
+        l_ab += lp_a[rows, a] + lp_ba[rows, b]
+        l_ba += lp_b[rows, b] + lp_ab[rows, a]
+        # One SGD step on log p(x_t): grad of log-softmax = onehot - softmax.
+        oh_a, oh_b = np.eye(n)[a], np.eye(n)[b]
+        ab_a += adapt_lr * (oh_a - np.exp(lp_a))
+        ab_ba[rows, a] += adapt_lr * (oh_b - np.exp(lp_ba))
+        ba_b += adapt_lr * (oh_b - np.exp(lp_b))
+        ba_ab[rows, b] += adapt_lr * (oh_a - np.exp(lp_ab))
+    return l_ab, l_ba
+
+
 def run_two_variable_experiment(
     seeds: int | Sequence[int] = 10,
     episodes: int = 1000,
@@ -77,48 +124,16 @@ def run_two_variable_experiment(
     if n < 2 or transfer_samples < 1 or episodes < 1:
         raise ValueError("need n >= 2, transfer_samples >= 1 and episodes >= 1")
     t0 = time.perf_counter()
-    s_count = len(seed_list)
     rngs = [np.random.default_rng([s, 2019]) for s in seed_list]
-    pi_a = np.stack([r.dirichlet(np.ones(n)) for r in rngs])  # (S, N)
-    p_b_a = np.stack([r.dirichlet(np.ones(n), size=n) for r in rngs])  # (S, N, N) rows: a
-    joint = pi_a[:, :, None] * p_b_a  # (S, A, B)
-    p_b = joint.sum(1)
-    p_a_b = np.transpose(joint / p_b[:, None, :], (0, 2, 1))  # (S, B, A)
-    pre = {
-        "ab_a": np.log(pi_a),
-        "ab_ba": np.log(p_b_a),
-        "ba_b": np.log(p_b),
-        "ba_ab": np.log(p_a_b),
-    }
-    gamma = np.zeros(s_count)
-    curve = np.zeros((episodes, s_count))
-    rows = np.arange(s_count)
+    p_b_a, pre = _pretrained_tables(rngs, n)
+    gamma = np.zeros(len(seed_list))
+    curve = np.zeros((episodes, len(seed_list)))
     done = episodes
     for ep in range(episodes):
         if should_stop(stop):
             done = ep
             break
-        new_pi = np.stack([r.dirichlet(np.ones(n)) for r in rngs])
-        ab_a, ab_ba = pre["ab_a"].copy(), pre["ab_ba"].copy()
-        ba_b, ba_ab = pre["ba_b"].copy(), pre["ba_ab"].copy()
-        l_ab = np.zeros(s_count)
-        l_ba = np.zeros(s_count)
-        for _ in range(transfer_samples):
-            a = _sample(new_pi, np.array([r.random() for r in rngs]))
-            b = _sample(p_b_a[rows, a], np.array([r.random() for r in rngs]))  # p(B | a) unchanged
-            # Online log-likelihood with the current (not yet updated) parameters.
-            lp_a = _log_softmax(ab_a)
-            lp_ba = _log_softmax(ab_ba[rows, a])
-            lp_b = _log_softmax(ba_b)
-            lp_ab = _log_softmax(ba_ab[rows, b])
-            l_ab += lp_a[rows, a] + lp_ba[rows, b]
-            l_ba += lp_b[rows, b] + lp_ab[rows, a]
-            # One SGD step on log p(x_t): grad of log-softmax = onehot - softmax.
-            oh_a, oh_b = np.eye(n)[a], np.eye(n)[b]
-            ab_a += adapt_lr * (oh_a - np.exp(lp_a))
-            ab_ba[rows, a] += adapt_lr * (oh_b - np.exp(lp_ba))
-            ba_b += adapt_lr * (oh_b - np.exp(lp_b))
-            ba_ab[rows, b] += adapt_lr * (oh_a - np.exp(lp_ab))
+        l_ab, l_ba = _transfer_episode(rngs, p_b_a, pre, transfer_samples, adapt_lr)
         grad = _sigmoid(gamma) - _sigmoid(gamma + l_ab - l_ba)
         gamma -= meta_lr * grad
         curve[ep] = _sigmoid(gamma)
@@ -126,7 +141,6 @@ def run_two_variable_experiment(
             callback(ep + 1, curve[ep].tolist())
     curve = curve[:done]
     median = np.median(curve, axis=1) if done else np.zeros(0)
-    marks = {str(e): float(median[e - 1]) for e in (100, 200, 400, 1000) if e <= done}
     return {
         "seeds": seed_list,
         "episodes": done,
@@ -136,7 +150,7 @@ def run_two_variable_experiment(
         "meta_lr": meta_lr,
         "sigma": curve.tolist(),
         "median": median.tolist(),
-        "median_at": marks,
+        "median_at": {str(e): float(median[e - 1]) for e in (100, 200, 400, 1000) if e <= done},
         "final_sigmas": curve[-1].tolist() if done else [],
         "stopped_early": done < episodes,
         "elapsed_s": time.perf_counter() - t0,

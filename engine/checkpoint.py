@@ -1,6 +1,8 @@
 """Checkpoints: a directory (or .zip) with ``model.safetensors``, ``config.json`` and
 ``mechanisms.json``. Tensors only, so loading never unpickles. Writes are atomic: the files
-go to a temporary sibling first and are renamed into place.
+go to a temporary sibling first and are renamed into place. Reading checks every part
+(weights against the model config.json describes, the history, the descriptive fields)
+before the engine swaps anything in.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
+
+from .training import TrainingHistory
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -225,3 +229,74 @@ def _parse_json(data: bytes, name: str, label: str) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+# ------------------------------------------------------------------------------ validation
+def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], name: str) -> None:
+    """The weights must be exactly the tensors of the model config.json describes: same names,
+    shapes and dtypes (no silent casts of int or bool data into weights), all finite."""
+    missing = [k for k in expected if k not in tensors]
+    extra = [k for k in tensors if k not in expected]
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + (
+            [f"unexpected {', '.join(extra[:5])}"] if extra else []
+        )
+        raise CheckpointError(f"{name}: the weights do not match the model in config.json ({'; '.join(parts)})")
+    for key, want in expected.items():
+        got = tensors[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{name}: the weights do not match the model in config.json "
+                f"({key} has shape {list(got.shape)}, the model needs {list(want.shape)})"
+            )
+        if got.dtype != want.dtype:
+            raise CheckpointError(f"{name}: {key} has dtype {got.dtype}, the model needs {want.dtype}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise CheckpointError(f"{name}: {key} holds NaN or infinite values")
+
+
+def history_from_meta(raw: Any, name: str) -> TrainingHistory | None:
+    """The training curves stored in config.json, checked (resuming appends to them)."""
+    if not raw:
+        return None
+
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{name}: config.json history is malformed ({why})")
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("metric_name"), str):
+        raise bad("an object with a metric_name is expected")
+    history = TrainingHistory.from_dict(raw)
+    for key in ("iteration", "val_iteration", "train_loss", "train_metric", "elapsed", "val_loss", "val_metric"):
+        values = getattr(history, key)
+        integral = key.endswith("iteration")
+        kinds = (int,) if integral else (int, float)
+        if not isinstance(values, list):
+            raise bad(f"{key} must be a list")
+        if not integral:  # a loss that was not finite is saved as null: read it back as NaN
+            values = [float("nan") if v is None else v for v in values]
+            setattr(history, key, values)
+        if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+            raise bad(f"{key} must be a list of {'integers' if integral else 'numbers'}")
+    if any(b <= a for a, b in zip(history.iteration, history.iteration[1:], strict=False)):
+        raise bad("iteration must increase")
+    for keys, ref in (
+        (("train_loss", "train_metric", "elapsed"), "iteration"),
+        (("val_loss", "val_metric"), "val_iteration"),
+    ):
+        for key in keys:
+            if len(getattr(history, key)) != len(getattr(history, ref)):
+                raise bad(f"{key} and {ref} differ in length")
+    return history
+
+
+def descriptive_fields(meta: dict[str, Any], name: str) -> tuple[list[str] | None, dict[str, Any]]:
+    """config.json's feature names (a list of strings or null) and source (an object), checked."""
+    feature_names = meta.get("feature_names")
+    if feature_names is not None and (
+        not isinstance(feature_names, list) or not all(isinstance(f, str) for f in feature_names)
+    ):
+        raise CheckpointError(f"{name}: config.json feature_names must be a list of strings")
+    source_info = meta.get("source") or {}
+    if not isinstance(source_info, dict):
+        raise CheckpointError(f"{name}: config.json source must be an object")
+    return feature_names, source_info

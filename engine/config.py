@@ -1,4 +1,4 @@
-"""Configuration of the engine: enums and a validated config dataclass (DESIGN section 5)."""
+"""Configuration of the engine: enums and a validated config dataclass (docs/DESIGN.md section 5)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class OneShotMetaLearningConfig:
     adaptation_steps: int = 10
     enable_causal_priors: bool = True
     save_mechanisms: bool = True
-    # Beyond DESIGN section 5:
+    # Beyond docs/DESIGN.md section 5:
     seed: int = 0
     device: str = "auto"
     num_mechanisms: int = 4

@@ -1,4 +1,4 @@
-"""Discovery by intervention: the five mechanism types of DESIGN section 3.
+"""Discovery by intervention: the five mechanism types of docs/DESIGN.md section 3.
 
 For every task an episode is drawn, the learner adapts on its support set, and the
 per-query-point loss L(T) is recorded. Each intervention is then applied and the loss
@@ -43,11 +43,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
 
 from .algorithms.base import AdaptedState, CausalMetaLearner
+from .causal.probe import FeatureUnit, Probe, feature_units
 from .config import CausalMechanismType, OneShotMetaLearningConfig
 from .inner_loop import Params
 from .invariance import invariant_causal_prediction, learn_interventional_graph
@@ -58,13 +56,22 @@ from .mechanisms import (
     strength_from_effect,
 )
 from .model import CausalMetaModel
-from .priors import adapts_by_gradient, measure_effectiveness, one_shot_losses, override_rates, search_prior_rates
+from .priors import adapts_by_gradient, measure_effectiveness, one_shot_losses, search_prior_rates
 from .tasks.base import Episode, Task, TaskError
 from .training import should_stop
 
 Progress = Callable[[dict[str, Any]], None]
 ALL_TYPES = tuple(CausalMechanismType)
 T = CausalMechanismType
+EffectKey = tuple[CausalMechanismType, str, str]
+# source and target node kinds per type (None: "output" or "mechanism", from the target)
+NODE_KINDS = {
+    T.FEATURE_TRANSFER: ("feature", None),
+    T.REPRESENTATION_TRANSFER: ("mechanism", "task"),
+    T.STRUCTURE_TRANSFER: ("task", "task"),
+    T.PRIOR_TRANSFER: ("prior", "task"),
+    T.OPTIMIZATION_TRANSFER: ("optimizer", "task"),
+}
 
 
 class DiscoveryStopped(Exception):
@@ -80,115 +87,43 @@ class DiscoveryResult:
     priors: dict[str, Any] | None = None
 
 
-# ------------------------------------------------------------------------------ features
 @dataclass
-class FeatureUnit:
-    """One intervenable input unit: a column, or an image patch (rows r0:r1, cols c0:c1)."""
+class _Plan:
+    """What a discovery run works on, fixed before the first intervention."""
 
-    name: str
-    column: int | None = None
-    patch: tuple[int, int, int, int] | None = None
-
-    def apply(self, x: torch.Tensor, value: float) -> torch.Tensor:
-        x = x.clone()
-        if self.column is not None:
-            x[:, self.column] = value
-        else:
-            r0, r1, c0, c1 = self.patch  # type: ignore[misc]
-            x[..., r0:r1, c0:c1] = value
-        return x
-
-
-def feature_units(
-    input_shape: Sequence[int],
-    feature_names: Sequence[str] | None = None,
-    patch_size: int | None = None,
-) -> list[FeatureUnit]:
-    """Columns of a feature vector, or a grid of square patches of an image (default: a
-    4 x 4 grid, 7 x 7 pixels on 28 x 28 images; edge patches take the remainder)."""
-    shape = tuple(input_shape)
-    if len(shape) == 1:
-        names = list(feature_names) if feature_names else [f"x{i}" for i in range(shape[0])]
-        if len(names) != shape[0]:
-            raise ValueError(f"{len(names)} feature names for {shape[0]} features")
-        return [FeatureUnit(n, column=i) for i, n in enumerate(names)]
-    h, w = shape[-2], shape[-1]
-    p = patch_size or max(1, min(h, w) // 4)
-    units = []
-    for r0 in range(0, h, p):
-        for c0 in range(0, w, p):
-            r1, c1 = min(h, r0 + p), min(w, c0 + p)
-            units.append(FeatureUnit(f"patch r{r0}-{r1 - 1} c{c0}-{c1 - 1}", patch=(r0, r1, c0, c1)))
-    return units
-
-
-# ------------------------------------------------------------------------------ measuring
-class _MechanismOutputs(nn.Module):
-    """``model.mechanism_outputs`` as a forward, so torch.func.functional_call can run it."""
-
-    def __init__(self, model: CausalMetaModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.mechanism_outputs(x)
-
-
-class Probe:
-    """Adapt / predict / per-point loss for one learner, with the interventions' knobs."""
-
-    def __init__(self, learner: CausalMetaLearner, steps: int) -> None:
-        self.learner = learner
-        self.model: CausalMetaModel = learner.model
-        self.steps = steps
-        self.meta: Params = {n: p.detach() for n, p in learner.meta_params().items()}
-        self._mech = _MechanismOutputs(self.model)
-        self._plain_loss = type(learner).output_loss is CausalMetaLearner.output_loss
-
-    def adapt(
-        self,
-        ep: Episode,
-        params: Params | None = None,
-        mask: torch.Tensor | None = None,
-        multipliers: Sequence[float] | None = None,
-        plain: bool = False,
-    ) -> AdaptedState:
-        start = self.meta if params is None else params
-        with torch.no_grad():
-            if multipliers is None and not plain:
-                return self.learner.adapt(ep.support_x, ep.support_y, self.steps, params=start, causal_mask=mask)
-            with override_rates(self.learner, multipliers, plain):
-                return self.learner.adapt(ep.support_x, ep.support_y, self.steps, params=start, causal_mask=mask)
-
-    def outputs(self, state: AdaptedState, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.learner(state, x, causal_mask=mask)
-
-    def point_losses(self, state: AdaptedState, outputs: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        """Loss per query point (the learner's own loss, unreduced)."""
-        with torch.no_grad():
-            if state.classes is not None:
-                y = torch.searchsorted(state.classes, y)
-            if self.learner.task_type == "regression" and self._plain_loss:
-                return (outputs - y).pow(2).reshape(len(y), -1).mean(1).cpu().numpy().astype(float)
-            if self._plain_loss:
-                return F.cross_entropy(outputs, y, reduction="none").cpu().numpy().astype(float)
-            return np.array([float(self.learner.output_loss(outputs[i : i + 1], y[i : i + 1])) for i in range(len(y))])
+    learner: CausalMetaLearner
+    probe: Probe
+    types: tuple[CausalMechanismType, ...]
+    episodes: list[Episode]  # the model-based interventions run on these
+    held_eps: list[Episode]  # the priors' effectiveness is measured on these
+    all_names: list[str]
+    units: list[FeatureUnit]
+    background_value: float
+    seed: int
+    gradient: bool  # adaptation takes gradient steps, so interventions on the rates mean something
+    priors_active: bool
+    random_params: Params | None
 
     @property
-    def has_head(self) -> bool:
-        return self.model.head is not None and self.learner.algorithm.name in ("MAML_CAUSAL", "GRADIENT_CAUSAL")
+    def names(self) -> list[str]:
+        return self.all_names[: len(self.episodes)]
 
-    def contributions(self, state: AdaptedState, x: torch.Tensor) -> torch.Tensor:
-        """Per-mechanism output contributions, shape (batch, K, outputs); the output is
-        their sum plus the head bias (the head is linear)."""
-        p = state.params
-        with torch.no_grad():
-            mech = functional_call(self._mech, {f"model.{n}": t for n, t in p.items()}, (x,))  # (B, K, m)
-            gated = mech * torch.sigmoid(p["gate_logits"])[None, :, None]
-            K, m = self.model.num_mechanisms, self.model.mechanism_dim
-            w = p["head.weight"].reshape(-1, K, m)  # (outputs, K, m)
-            return torch.einsum("bkm,okm->bko", gated, w)
+    @property
+    def num_mechanisms(self) -> int:
+        return self.probe.model.num_mechanisms
+
+
+@dataclass
+class _Effects:
+    """Per-task measurements: per key, one array of per-point effects per task."""
+
+    by_key: dict[EffectKey, list[np.ndarray]]
+    hold: list[list[np.ndarray]]  # do(rate_k := 0) per mechanism k, for the priors
+    base_losses: list[np.ndarray] = field(default_factory=list)
+    states: list[AdaptedState] = field(default_factory=list)
+
+    def add(self, key: EffectKey, value: np.ndarray) -> None:
+        self.by_key.setdefault(key, []).append(value)
 
 
 def _random_params(model: CausalMetaModel, seed: int, device: torch.device) -> Params:
@@ -260,9 +195,67 @@ def discover_mechanisms(
     ablation importance (children of the target included).
     """
     t_start = time.perf_counter()
-    types = tuple(_as_type(t) for t in types) if types is not None else ALL_TYPES
     threshold = config.mechanism_threshold if threshold is None else float(threshold)
     seed = config.seed if seed is None else seed
+    plan = _plan_run(
+        learner,
+        tasks,
+        config,
+        held_out=held_out,
+        query_points=query_points,
+        types=types,
+        feature_names=feature_names,
+        patch_size=patch_size,
+        background_value=background_value,
+        seed=seed,
+        device=device,
+    )
+    report: dict[str, Any] = {
+        "tasks_used": len(plan.episodes),
+        "held_out_tasks": len(plan.held_eps),
+        "stopped_early": False,
+    }
+    fx = _Effects({}, [[] for _ in range(plan.num_mechanisms)])
+    report["stopped_early"] = _measure_until_stopped(plan, fx, max_structure_tasks, progress, stop)
+    if not fx.base_losses:
+        return DiscoveryResult([], {**report, "message": "stopped before any task was measured"}, None)
+    scale = max(float(np.mean([b.mean() for b in fx.base_losses])), 1e-8)
+    report["strength_scale"] = scale
+    report["mean_adapted_loss"] = scale
+    invariance = None
+    if use_invariance and not report["stopped_early"]:
+        invariance = _invariance_phase(plan, target_name, progress)
+        if invariance is not None:
+            report["invariance"] = invariance
+    records = _build_records(fx, invariance, plan.units, scale, threshold, n_bootstrap, seed)
+    priors = None
+    if plan.gradient and not report["stopped_early"] and all(len(h) == len(plan.episodes) for h in fx.hold):
+        priors = _measure_priors(plan, records, fx.hold, progress)
+    records.sort(key=lambda r: (-r.causal_strength, r.mechanism_type.name, r.source, r.target))
+    report["elapsed_s"] = time.perf_counter() - t_start
+    report["threshold"] = threshold
+    report["kept"] = len(records)
+    report["measured"] = len(fx.by_key)
+    _emit(progress, "done", 1, 1, f"{len(records)} mechanisms kept of {len(fx.by_key)} measured")
+    return DiscoveryResult(records, report, priors)
+
+
+def _plan_run(
+    learner: CausalMetaLearner,
+    tasks: Sequence[Task | Episode],
+    config: OneShotMetaLearningConfig,
+    *,
+    held_out: Sequence[Task | Episode] | None,
+    query_points: int | None,
+    types: Sequence[CausalMechanismType] | None,
+    feature_names: Sequence[str] | None,
+    patch_size: int | None,
+    background_value: float,
+    seed: int,
+    device: torch.device | str,
+) -> _Plan:
+    """Split the tasks into worked and held-out ones and draw one episode of each."""
+    chosen = tuple(_as_type(t) for t in types) if types is not None else ALL_TYPES
     rng = np.random.default_rng(seed)
     tasks = list(tasks)
     if not tasks:
@@ -272,9 +265,6 @@ def discover_mechanisms(
         work, held = tasks[:cut], tasks[cut:]
     else:
         work, held = tasks, list(held_out or [])
-    model = learner.model
-    steps = learner.default_steps()
-    probe = Probe(learner, steps)
     if learner.task_type == "regression":
         q = query_points or max(config.query_shots, 100)
     else:
@@ -291,186 +281,104 @@ def discover_mechanisms(
 
     episodes = [episode_of(t) for t in work]
     held_eps = [episode_of(t) for t in held]
-    all_names = [_task_name(t, i) for i, t in enumerate(list(work) + list(held))]
-    names = all_names[: len(work)]
-    units = feature_units(model.input_shape, feature_names, patch_size)
-    K = model.num_mechanisms
-    report: dict[str, Any] = {"tasks_used": len(work), "held_out_tasks": len(held), "stopped_early": False}
+    steps = learner.default_steps()
+    model = learner.model
+    return _Plan(
+        learner=learner,
+        probe=Probe(learner, steps),
+        types=chosen,
+        episodes=episodes,
+        held_eps=held_eps,
+        all_names=[_task_name(t, i) for i, t in enumerate(list(work) + list(held))],
+        units=feature_units(model.input_shape, feature_names, patch_size),
+        background_value=background_value,
+        seed=seed,
+        gradient=adapts_by_gradient(learner, episodes[0], steps),
+        priors_active=config.enable_causal_priors and not bool((learner.mechanism_rates == 1).all()),
+        random_params=_random_params(model, seed + 1, torch.device(device)) if T.PRIOR_TRANSFER in chosen else None,
+    )
 
-    # per-task effects, keyed by (type, source, target) -> list over tasks of per-point arrays
-    effects: dict[tuple[CausalMechanismType, str, str], list[np.ndarray]] = {}
-    hold_effects: list[list[np.ndarray]] = [[] for _ in range(K)]
-    base_losses: list[np.ndarray] = []
-    states: list[AdaptedState] = []
-    gradient = adapts_by_gradient(learner, episodes[0], steps)
-    priors_active = config.enable_causal_priors and not bool((learner.mechanism_rates == 1).all())
-    random_params = _random_params(model, seed + 1, torch.device(device)) if T.PRIOR_TRANSFER in types else None
 
-    def add(key: tuple[CausalMechanismType, str, str], value: np.ndarray) -> None:
-        effects.setdefault(key, []).append(value)
-
-    n_work = len(episodes)
+# ------------------------------------------------------------------------------ phase 1: effects
+def _measure_until_stopped(
+    plan: _Plan, fx: _Effects, max_structure_tasks: int, progress: Progress | None, stop: Any
+) -> bool:
+    """``_measure_effects`` until done or stopped; True when stopped, and then only the
+    per-task effects of the tasks measured in full are kept (no structure transfer)."""
     try:
-        for i, ep in enumerate(episodes):
-            if should_stop(stop):
-                raise DiscoveryStopped
-            _emit(progress, "interventions", i, n_work, f"task {i + 1} of {n_work}: {names[i]}")
-            state = probe.adapt(ep)
-            base = probe.point_losses(state, probe.outputs(state, ep.query_x), ep.query_y)
-            states.append(state)
-            base_losses.append(base)
-            if T.FEATURE_TRANSFER in types:
-                _feature_effects(probe, state, ep, units, background_value, base, add)
-            if T.REPRESENTATION_TRANSFER in types:
-                # do(rate_k := 0) is measured against adaptation without priors (rates 1),
-                # whatever priors the learner has now, as the prior search is.
-                plain_base = base
-                if gradient and priors_active:
-                    st = probe.adapt(ep, multipliers=np.ones(K))
-                    plain_base = probe.point_losses(st, probe.outputs(st, ep.query_x), ep.query_y)
-                for k in range(K):
-                    mask = torch.ones(K, device=ep.query_x.device)
-                    mask[k] = 0.0
-                    st = probe.adapt(ep, mask=mask)
-                    loss = probe.point_losses(st, probe.outputs(st, ep.query_x, mask), ep.query_y)
-                    add((T.REPRESENTATION_TRANSFER, f"mechanism {k}", "tasks"), loss - base)
-                    if gradient:
-                        mult = np.ones(K)
-                        mult[k] = 0.0
-                        st = probe.adapt(ep, multipliers=mult)
-                        held_loss = probe.point_losses(st, probe.outputs(st, ep.query_x), ep.query_y)
-                        hold_effects[k].append(held_loss - plain_base)
-            if T.PRIOR_TRANSFER in types and random_params is not None:
-                st = probe.adapt(ep, params=random_params)
-                loss = probe.point_losses(st, probe.outputs(st, ep.query_x), ep.query_y)
-                add((T.PRIOR_TRANSFER, "meta-learned initialisation", "tasks"), loss - base)
-            if T.OPTIMIZATION_TRANSFER in types and gradient:
-                st = probe.adapt(ep, plain=True)
-                loss = probe.point_losses(st, probe.outputs(st, ep.query_x), ep.query_y)
-                add((T.OPTIMIZATION_TRANSFER, "learned inner-loop rates", "tasks"), loss - base)
-        _emit(progress, "interventions", n_work, n_work, "per-task interventions done")
-        if T.STRUCTURE_TRANSFER in types and "gate_logits" in probe.meta:
-            m = min(max_structure_tasks, len(episodes))
-            pairs = [(a, b) for a in range(m) for b in range(m) if a != b]
-            for j, (a, b) in enumerate(pairs):
-                if should_stop(stop):
-                    raise DiscoveryStopped
-                if j % 5 == 0:
-                    _emit(progress, "structure transfer", j, len(pairs), f"{names[a]} -> {names[b]}")
-                start = {**probe.meta, "gate_logits": states[a].params["gate_logits"].detach()}
-                st = probe.adapt(episodes[b], params=start)
-                loss = probe.point_losses(st, probe.outputs(st, episodes[b].query_x), episodes[b].query_y)
-                key = (T.STRUCTURE_TRANSFER, names[a], names[b])
-                add(key, base_losses[b] - loss)  # gain from starting at A's gates
-            _emit(progress, "structure transfer", len(pairs), len(pairs), "structure transfer done")
+        _measure_effects(plan, fx, max_structure_tasks, progress, stop)
     except DiscoveryStopped:
-        report["stopped_early"] = True
-        n_done = len(base_losses)
-        effects = {k: v for k, v in effects.items() if k[0] != T.STRUCTURE_TRANSFER and len(v) == n_done}
-        if n_done == 0:
-            return DiscoveryResult([], {**report, "message": "stopped before any task was measured"}, None)
+        n_done = len(fx.base_losses)
+        fx.by_key = {k: v for k, v in fx.by_key.items() if k[0] != T.STRUCTURE_TRANSFER and len(v) == n_done}
+        return True
+    return False
 
-    scale = max(float(np.mean([b.mean() for b in base_losses])), 1e-8)
-    report["strength_scale"] = scale
-    report["mean_adapted_loss"] = scale
 
-    # ---- data analysis: causes of the output and intervened variables -----------------
-    invariance = None
-    if use_invariance and T.FEATURE_TRANSFER in types and len(model.input_shape) == 1 and not report["stopped_early"]:
-        _emit(progress, "invariance", 0, 1, "testing which features' relation to the output is invariant")
-        invariance = _invariance_analysis(all_names, episodes + held_eps, [u.name for u in units], target_name, learner)
-        report["invariance"] = invariance
-        _emit(progress, "invariance", 1, 1, "invariance analysis done")
+def _measure_effects(plan: _Plan, fx: _Effects, max_structure_tasks: int, progress: Progress | None, stop: Any) -> None:
+    """Every intervention on every worked task, into ``fx`` (raises DiscoveryStopped)."""
+    n_work = len(plan.episodes)
+    for i, ep in enumerate(plan.episodes):
+        if should_stop(stop):
+            raise DiscoveryStopped
+        _emit(progress, "interventions", i, n_work, f"task {i + 1} of {n_work}: {plan.names[i]}")
+        _task_effects(plan, ep, fx)
+    _emit(progress, "interventions", n_work, n_work, "per-task interventions done")
+    if T.STRUCTURE_TRANSFER in plan.types and "gate_logits" in plan.probe.meta:
+        _structure_effects(plan, fx, max_structure_tasks, progress, stop)
 
-    # ---- records -------------------------------------------------------------------------
-    records: list[CausalMechanism] = []
-    kinds = {
-        T.FEATURE_TRANSFER: ("feature", None),
-        T.REPRESENTATION_TRANSFER: ("mechanism", "task"),
-        T.STRUCTURE_TRANSFER: ("task", "task"),
-        T.PRIOR_TRANSFER: ("prior", "task"),
-        T.OPTIMIZATION_TRANSFER: ("optimizer", "task"),
-    }
-    for j, (key, groups) in enumerate(effects.items()):
-        mtype, source, target = key
-        if (
-            mtype == T.FEATURE_TRANSFER
-            and target == "output"
-            and invariance is not None
-            and invariance.get("applicable")
-            and source not in invariance["causal_features"]
-        ):
-            continue  # predictive but not invariant: not a cause of the output
-        mean, spread, se = effect_summary(groups)
-        strength = strength_from_effect(mean, scale)
-        if strength < threshold:
-            continue
-        confidence = bootstrap_confidence(groups, n_bootstrap, seed=seed + j)
-        source_kind, target_kind = kinds[mtype]
-        if target_kind is None:
-            target_kind = "output" if target == "output" else "mechanism"
-        details: dict[str, Any] = {
-            "strength_scale": scale,
-            "effect_se": se,
-            "tasks": len(groups),
-            "points": int(sum(len(g) for g in groups)),
-            "bootstrap_resamples": n_bootstrap,
-            # per-task mean effects, so online refinement can pool new tasks with these
-            "task_effects": [float(g.mean()) for g in groups][:500],
-        }
-        if mtype == T.FEATURE_TRANSFER and invariance is not None and invariance.get("applicable"):
-            details["invariant_cause"] = source in invariance["causal_features"]
-            details["invariance_pvalue_without"] = invariance["pvalue_without"].get(source)
-        if mtype == T.REPRESENTATION_TRANSFER:
-            k = int(source.split()[-1])
-            details["mechanism_index"] = k
-            if hold_effects[k]:
-                hm, hs, _ = effect_summary(hold_effects[k])
-                details["hold_effect"] = hm
-                details["hold_effect_std"] = hs
-                details["hold_confidence"] = bootstrap_confidence(hold_effects[k], n_bootstrap, seed=seed + 7 * k)
-        if mtype == T.FEATURE_TRANSFER and target.startswith("mechanism "):
-            details["mechanism_index"] = int(target.split()[-1])
-        unit = next((u for u in units if u.name == source), None) if mtype == T.FEATURE_TRANSFER else None
-        if unit is not None and unit.patch is not None:
-            details["patch"] = list(unit.patch)
-        records.append(
-            CausalMechanism(
-                mechanism_type=mtype,
-                source=source,
-                target=target,
-                causal_strength=strength,
-                confidence=confidence,
-                effectiveness=None,
-                reuse_count=0,
-                effect=mean,
-                effect_std=spread,
-                source_kind=source_kind,
-                target_kind=target_kind,
-                details=details,
-            )
-        )
 
-    # ---- causal priors: per-mechanism rates, checked on held-out tasks --------------------
-    priors = None
-    if gradient and not report["stopped_early"] and all(len(h) == n_work for h in hold_effects):
-        _emit(progress, "priors", 0, 1, "searching per-mechanism adaptation rates")
-        priors = _prior_search(learner, episodes, held_eps, steps, K, hold_effects)
-        for r in records:
-            if r.mechanism_type == T.REPRESENTATION_TRANSFER:
-                k = r.details["mechanism_index"]
-                r.details["prior_rate"] = priors["mechanism_rates"][k]
-                if priors.get("held_out"):
-                    r.effectiveness = priors["held_out"]["per_mechanism_effectiveness"][k]
-        _emit(progress, "priors", 1, 1, "priors measured")
+def _task_effects(plan: _Plan, ep: Episode, fx: _Effects) -> None:
+    """The interventions on one task: L(T | do(X)) - L(T), point by point."""
+    probe, types = plan.probe, plan.types
+    measured = probe.measure(ep)
+    base = measured.losses
+    fx.states.append(measured.state)
+    fx.base_losses.append(base)
+    if T.FEATURE_TRANSFER in types:
+        _feature_effects(probe, measured.state, ep, plan.units, plan.background_value, base, fx.add)
+    if T.REPRESENTATION_TRANSFER in types:
+        _representation_effects(plan, ep, base, fx)
+    if T.PRIOR_TRANSFER in types and plan.random_params is not None:
+        loss = probe.measure(ep, params=plan.random_params).losses
+        fx.add((T.PRIOR_TRANSFER, "meta-learned initialisation", "tasks"), loss - base)
+    if T.OPTIMIZATION_TRANSFER in types and plan.gradient:
+        loss = probe.measure(ep, rates=plan.learner.scaled_rates(plain=True)).losses
+        fx.add((T.OPTIMIZATION_TRANSFER, "learned inner-loop rates", "tasks"), loss - base)
 
-    records.sort(key=lambda r: (-r.causal_strength, r.mechanism_type.name, r.source, r.target))
-    report["elapsed_s"] = time.perf_counter() - t_start
-    report["threshold"] = threshold
-    report["kept"] = len(records)
-    report["measured"] = len(effects)
-    _emit(progress, "done", 1, 1, f"{len(records)} mechanisms kept of {len(effects)} measured")
-    return DiscoveryResult(records, report, priors)
+
+def _representation_effects(plan: _Plan, ep: Episode, base: np.ndarray, fx: _Effects) -> None:
+    """do(c_k := 0) for every mechanism k; with gradient adaptation also do(rate_k := 0)."""
+    probe, learner, K = plan.probe, plan.learner, plan.num_mechanisms
+    # do(rate_k := 0) is measured against adaptation without priors (rates 1), whatever
+    # priors the learner has now, as the prior search is.
+    plain_base = base
+    if plan.gradient and plan.priors_active:
+        plain_base = probe.measure(ep, rates=learner.scaled_rates(np.ones(K))).losses
+    for k in range(K):
+        fx.add((T.REPRESENTATION_TRANSFER, f"mechanism {k}", "tasks"), probe.switch_off(ep, k).losses - base)
+        if plan.gradient:
+            mult = np.ones(K)
+            mult[k] = 0.0
+            held_loss = probe.measure(ep, rates=learner.scaled_rates(mult)).losses
+            fx.hold[k].append(held_loss - plain_base)
+
+
+def _structure_effects(
+    plan: _Plan, fx: _Effects, max_structure_tasks: int, progress: Progress | None, stop: Any
+) -> None:
+    """B adapts from A's adapted structure gates; the effect is the gain L(B) - L(B | A's gates)."""
+    probe, episodes, names = plan.probe, plan.episodes, plan.names
+    m = min(max_structure_tasks, len(episodes))
+    pairs = [(a, b) for a in range(m) for b in range(m) if a != b]
+    for j, (a, b) in enumerate(pairs):
+        if should_stop(stop):
+            raise DiscoveryStopped
+        if j % 5 == 0:
+            _emit(progress, "structure transfer", j, len(pairs), f"{names[a]} -> {names[b]}")
+        start = {**probe.meta, "gate_logits": fx.states[a].params["gate_logits"].detach()}
+        loss = probe.measure(episodes[b], params=start).losses
+        fx.add((T.STRUCTURE_TRANSFER, names[a], names[b]), fx.base_losses[b] - loss)
+    _emit(progress, "structure transfer", len(pairs), len(pairs), "structure transfer done")
 
 
 def _feature_effects(
@@ -480,13 +388,13 @@ def _feature_effects(
     units: list[FeatureUnit],
     reference: float,
     base: np.ndarray,
-    add: Callable[[tuple[CausalMechanismType, str, str], np.ndarray], None],
+    add: Callable[[EffectKey, np.ndarray], None],
 ) -> None:
     """do(feature := reference) for every unit: on the output, and per mechanism input."""
     x, y = ep.query_x, ep.query_y
     n = x.shape[0]
     chunk = max(1, 4096 // max(n, 1)) if len(probe.model.input_shape) == 3 else len(units)
-    head = probe.has_head
+    head = probe.learner.has_linear_head
     if head:
         contrib = probe.contributions(state, x)  # (n, K, O)
         bias = state.params["head.bias"]
@@ -506,6 +414,124 @@ def _feature_effects(
             outs = probe.outputs(state, xs).reshape(len(part), n, -1)
             for i, u in enumerate(part):
                 add((T.FEATURE_TRANSFER, u.name, "output"), probe.point_losses(state, outs[i], y) - base)
+
+
+# ------------------------------------------------------------------------------ phase 2: invariance
+def _invariance_phase(plan: _Plan, target_name: str, progress: Progress | None) -> dict[str, Any] | None:
+    """The data analysis (causes of the output, intervened variables) for named features."""
+    if T.FEATURE_TRANSFER not in plan.types or len(plan.probe.model.input_shape) != 1:
+        return None
+    _emit(progress, "invariance", 0, 1, "testing which features' relation to the output is invariant")
+    invariance = _invariance_analysis(
+        plan.all_names, plan.episodes + plan.held_eps, [u.name for u in plan.units], target_name, plan.learner
+    )
+    _emit(progress, "invariance", 1, 1, "invariance analysis done")
+    return invariance
+
+
+# ------------------------------------------------------------------------------ phase 3: records
+def _build_records(
+    fx: _Effects,
+    invariance: dict[str, Any] | None,
+    units: list[FeatureUnit],
+    scale: float,
+    threshold: float,
+    n_bootstrap: int,
+    seed: int,
+) -> list[CausalMechanism]:
+    """One record per measured key whose strength reaches ``threshold``; a feature -> output
+    record only for invariant causes where the invariance analysis applies."""
+    icp = invariance if invariance is not None and invariance.get("applicable") else None
+    records: list[CausalMechanism] = []
+    for j, (key, groups) in enumerate(fx.by_key.items()):
+        mtype, source, target = key
+        if (
+            mtype == T.FEATURE_TRANSFER
+            and target == "output"
+            and icp is not None
+            and source not in icp["causal_features"]
+        ):
+            continue  # predictive but not invariant: not a cause of the output
+        mean, spread, se = effect_summary(groups)
+        strength = strength_from_effect(mean, scale)
+        if strength < threshold:
+            continue
+        details: dict[str, Any] = {
+            "strength_scale": scale,
+            "effect_se": se,
+            "tasks": len(groups),
+            "points": int(sum(len(g) for g in groups)),
+            "bootstrap_resamples": n_bootstrap,
+            # per-task mean effects, so online refinement can pool new tasks with these
+            "task_effects": [float(g.mean()) for g in groups][:500],
+        }
+        details.update(_type_details(key, fx.hold, icp, units, n_bootstrap, seed))
+        source_kind, target_kind = NODE_KINDS[mtype]
+        records.append(
+            CausalMechanism(
+                mechanism_type=mtype,
+                source=source,
+                target=target,
+                causal_strength=strength,
+                confidence=bootstrap_confidence(groups, n_bootstrap, seed=seed + j),
+                effectiveness=None,
+                reuse_count=0,
+                effect=mean,
+                effect_std=spread,
+                source_kind=source_kind,
+                target_kind=target_kind or ("output" if target == "output" else "mechanism"),
+                details=details,
+            )
+        )
+    return records
+
+
+def _type_details(
+    key: EffectKey,
+    hold: list[list[np.ndarray]],
+    icp: dict[str, Any] | None,
+    units: list[FeatureUnit],
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The details a record of this type carries beyond the shared ones."""
+    mtype, source, target = key
+    details: dict[str, Any] = {}
+    if mtype == T.FEATURE_TRANSFER and icp is not None:
+        details["invariant_cause"] = source in icp["causal_features"]
+        details["invariance_pvalue_without"] = icp["pvalue_without"].get(source)
+    if mtype == T.REPRESENTATION_TRANSFER:
+        k = int(source.split()[-1])
+        details["mechanism_index"] = k
+        if hold[k]:
+            hm, hs, _ = effect_summary(hold[k])
+            details["hold_effect"] = hm
+            details["hold_effect_std"] = hs
+            details["hold_confidence"] = bootstrap_confidence(hold[k], n_bootstrap, seed=seed + 7 * k)
+    if mtype == T.FEATURE_TRANSFER and target.startswith("mechanism "):
+        details["mechanism_index"] = int(target.split()[-1])
+    unit = next((u for u in units if u.name == source), None) if mtype == T.FEATURE_TRANSFER else None
+    if unit is not None and unit.patch is not None:
+        details["patch"] = list(unit.patch)
+    return details
+
+
+# ------------------------------------------------------------------------------ phase 4: priors
+def _measure_priors(
+    plan: _Plan, records: list[CausalMechanism], hold: list[list[np.ndarray]], progress: Progress | None
+) -> dict[str, Any]:
+    """Per-mechanism rates searched on the worked tasks, checked on the held-out ones; the
+    REPRESENTATION_TRANSFER records get their rate and measured effectiveness."""
+    _emit(progress, "priors", 0, 1, "searching per-mechanism adaptation rates")
+    priors = _prior_search(plan.learner, plan.episodes, plan.held_eps, plan.probe.steps, plan.num_mechanisms, hold)
+    for r in records:
+        if r.mechanism_type == T.REPRESENTATION_TRANSFER:
+            k = r.details["mechanism_index"]
+            r.details["prior_rate"] = priors["mechanism_rates"][k]
+            if priors.get("held_out"):
+                r.effectiveness = priors["held_out"]["per_mechanism_effectiveness"][k]
+    _emit(progress, "priors", 1, 1, "priors measured")
+    return priors
 
 
 def _pooled(episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,10 @@
-"""OneShotMetaLearningEngine: the library's front door (DESIGN section 4).
+"""OneShotMetaLearningEngine: the library's front door (docs/DESIGN.md section 4).
 
 Methods that do work are coroutines under the original names (``await engine.meta_train(...)``)
-running off the event loop; each has a synchronous twin with the suffix ``_sync``.
+running off the event loop; each has a synchronous twin with the suffix ``_sync``. The engine
+builds, trains, adapts, predicts and checkpoints; its causal state (mechanism records, their
+per-task effects, the discovery report, the priors) is a ``MechanismStore`` it holds and
+delegates to, and discovery itself is ``engine.discovery``.
 
 >>> from engine import create_one_shot_meta_learning_engine
 >>> from engine.tasks import SinusoidTaskSource
@@ -15,29 +18,41 @@ running off the event loop; each has a synchronous twin with the suffix ``_sync`
 
 from __future__ import annotations
 
-import asyncio
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .algorithms import AdaptedState, CausalMetaLearner, make_learner
+from .algorithms import AdaptedState, CausalMetaLearner, learner_class, make_learner
+from .asynctwin import async_twin
+from .causal.explain import explain_adaptation
+from .causal.probe import Probe, feature_units
+from .causal.store import MechanismStore
 from .checkpoint import (
     CheckpointError,
+    check_tensors,
+    descriptive_fields,
+    history_from_meta,
     load_checkpoint,
     parse_checkpoint_files,
     read_checkpoint_zip,
     save_checkpoint,
 )
-from .config import MetaLearningAlgorithm, OneShotMetaLearningConfig
-from .engine_causal import CausalEngineMixin
+from .config import OneShotMetaLearningConfig
+from .discovery import discover_mechanisms
+from .interventions import LEVELS, create_intervention_mask, describe_intervention, hierarchical_adapt
+from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
 from .tasks.base import Episode, Task, TaskSource
 from .tasks.task_list import TaskListSource
 from .training import TrainingHistory, evaluate, meta_train
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 SupportData = Episode | tuple[Any, Any] | None
 
@@ -57,16 +72,7 @@ def wait_for_device(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _async_twin(name: str, doc: str) -> Callable[..., Any]:
-    async def method(self: OneShotMetaLearningEngine, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(getattr(self, f"{name}_sync"), *args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = f"Coroutine twin of ``{name}_sync``: {doc}"
-    return method
-
-
-class OneShotMetaLearningEngine(CausalEngineMixin):
+class OneShotMetaLearningEngine:
     """Holds one meta-learner, its training history, its last adaptation and its mechanisms."""
 
     def __init__(self, config: OneShotMetaLearningConfig | None = None) -> None:
@@ -75,12 +81,13 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         self.model: CausalMetaModel | None = None
         self.learner: CausalMetaLearner | None = None
         self.task_type: str | None = None
+        self.output_dim: int | None = None
         self.feature_names: list[str] | None = None
         self.source_info: dict[str, Any] = {}
         self.history: TrainingHistory | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.checkpoint_name: str | None = None
-        self._mechanisms: list[dict[str, Any]] = []
+        self.store = MechanismStore()
         self._last_state: AdaptedState | None = None
         self._traces: dict[str, list[float]] = {}
 
@@ -95,7 +102,18 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
 
     @property
     def discovered_mechanisms(self) -> list[dict[str, Any]]:
-        return list(self._mechanisms)
+        """The kept mechanism records as dicts (``CausalMechanism.to_dict``)."""
+        return self.store.as_dicts()
+
+    @property
+    def discovery_report(self) -> dict[str, Any] | None:
+        """The last discovery run's report (per-task findings, invariance tests, timings)."""
+        return self.store.report
+
+    @property
+    def causal_priors(self) -> dict[str, Any] | None:
+        """The measured per-mechanism rates and their held-out effectiveness, if any."""
+        return self.store.priors
 
     def status(self) -> dict[str, Any]:
         """Short summary for a status panel."""
@@ -125,7 +143,7 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         """Build a fresh model and learner. ``input_dim``: feature count or (C, H, W)."""
         torch.manual_seed(self.config.seed)
         if task_type is None:
-            task_type = "classification" if self.config.algorithm in _EMBEDDING_ALGORITHMS else "regression"
+            task_type = learner_class(self.config.algorithm).default_task_type
         shape = (input_dim,) if isinstance(input_dim, int) else tuple(input_dim)
         if input_gates is None:
             # Sparse input gates make sense for named feature vectors with more than one column.
@@ -201,10 +219,9 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
 
     def _incompatible(self, source: TaskSource) -> bool:
         assert self.model is not None
-        out = self.output_dim
         return (
             tuple(self.model.input_shape) != tuple(source.input_shape)
-            or out != source.output_dim
+            or self.output_dim != source.output_dim
             or self.task_type != source.task_type
         )
 
@@ -247,9 +264,17 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         episode's query set. Returns adaptation_time (s), adaptation_quality (loss and
         accuracy or mse on the query set), predictions, targets, trace and explanation.
         """
-        learner = self._require()
+        self._require()
         episode = self._episode_for(target_task, support_data, query_data, seed)
         mask = None if causal_mask is None else torch.as_tensor(causal_mask, dtype=torch.float32, device=self.device)
+        name = episode.task_name or getattr(target_task, "name", "task")
+        return self._adapt_and_score(episode, name, steps, mask)
+
+    def _adapt_and_score(
+        self, episode: Episode, name: str, steps: int | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Adapt on the episode's support set (timed), score its query set, keep the state."""
+        learner = self._require()
         steps = learner.default_steps() if steps is None else steps
         params = {n: p.detach() for n, p in learner.meta_params().items()}
         with torch.no_grad():
@@ -272,7 +297,6 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             loss = float(learner.query_loss(state, outputs, episode.query_y))
             metric = learner.metric(state, outputs, episode.query_y)
         self._last_state = state
-        name = episode.task_name or getattr(target_task, "name", "task")
         self._traces[name] = list(state.trace)
         return {
             "task": name,
@@ -335,42 +359,106 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         return outputs.cpu()
 
     def _explain(self, before: dict[str, torch.Tensor], state: AdaptedState) -> dict[str, Any]:
-        """Which mechanisms adaptation moved, in numbers and words."""
-        model = self.model
-        assert model is not None
-        K = model.num_mechanisms
-        shift = torch.zeros(K)
-        for name, (axis, block) in model.mechanism_axes().items():
-            delta = (state.params[name] - before[name]).detach().cpu().movedim(axis, 0)
-            shift += delta.reshape(K, block, -1).pow(2).sum(dim=(1, 2))
-        shift = shift.sqrt()
-        gates_before = torch.sigmoid(before["gate_logits"]).cpu()
-        gates_after = torch.sigmoid(state.params["gate_logits"]).detach().cpu()
-        order = torch.argsort(shift, descending=True).tolist()
-        total = float(shift.sum())
-        if total <= 0:
-            text = "Adaptation did not change any mechanism's weights (closed-form adaptation or zero steps)."
-        else:
-            top = order[0]
-            text = (
-                f"Adaptation moved mechanism {top} most ({float(shift[top]) / total:.0%} of the total weight "
-                f"change); its gate went {float(gates_before[top]):.2f} -> {float(gates_after[top]):.2f}."
-            )
-        explanation = {
-            "text": text,
-            "mechanism_shift": shift.tolist(),
-            "gates_before": gates_before.tolist(),
-            "gates_after": gates_after.tolist(),
-            "ranked_mechanisms": order,
-        }
-        # Once discovery data exist: which features mattered (engine_causal), in words and numbers.
-        features = self._feature_explanation(state)
-        if features is not None:
-            explanation["features"] = features["features"]
-            explanation["features_text"] = features["text"]
-            explanation["text"] = f"{text} {features['text']}"
-        return explanation
+        assert self.model is not None
+        features = self.store.feature_explanation(state, self.feature_names)
+        return explain_adaptation(self.model, before, state, features)
 
+    def hierarchical_adapt_sync(
+        self,
+        target_task: Task | Episode,
+        adaptation_levels: Sequence[str] = LEVELS,
+        support_data: Any = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Adapt input gates, then structure gates, then all weights (learned rates); each
+        level's gain is the query-loss drop it caused. Predictions use the final state."""
+        learner = self._require()
+        episode = self._episode_for(target_task, support_data, None, seed)
+        params = {n: p.detach() for n, p in learner.meta_params().items()}
+        out = hierarchical_adapt(learner, episode, adaptation_levels)
+        state = out.pop("state")
+        self._last_state = state
+        name = episode.task_name or getattr(target_task, "name", "task")
+        trace = [v for row in out["levels"] for v in row.get("trace", [])]
+        self._traces[name] = trace
+        with torch.no_grad():
+            outputs = learner(state, episode.query_x)
+        out.update(
+            task=name,
+            predictions=self._decode(state, outputs).tolist(),
+            targets=episode.query_y.cpu().tolist(),
+            trace=trace,
+            explanation=self._explain(params, state),
+            gains={row["level"]: row["gain"] for row in out["levels"]},
+        )
+        return out
+
+    def get_adaptation_trace(self, task: Task | str) -> list[float]:
+        """Support loss per step of the last adaptation to ``task`` (by name)."""
+        name = task if isinstance(task, str) else task.name
+        if name not in self._traces:
+            raise KeyError(f"no adaptation recorded for task {name!r}")
+        return list(self._traces[name])
+
+    # ---- interventions ------------------------------------------------------------------------
+    def create_intervention_mask(
+        self, mechanisms: Any, intervention_strength: float | Sequence[float] = 1.0
+    ) -> list[float]:
+        """Causal mask: chosen mechanisms scaled by 1 - strength (1 = switched off)."""
+        if self.model is None:
+            raise RuntimeError("the engine is not initialised: call initialize(...) or meta_train(source) first")
+        return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms)
+
+    def adapt_with_intervention_sync(
+        self,
+        task: Task | Episode,
+        support_data: Any = None,
+        intervention_mask: Sequence[float] | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Adapt with and without the mask on the same episode; report what changed."""
+        self._require()
+        if intervention_mask is None:
+            raise ValueError("give an intervention_mask (see create_intervention_mask)")
+        mask = [float(v) for v in intervention_mask]
+        if self.model is not None and len(mask) != self.model.num_mechanisms:
+            raise ValueError(f"the mask has {len(mask)} values for {self.model.num_mechanisms} mechanisms")
+        base = self.one_shot_adapt_sync(task, support_data, seed=seed)
+        result = self.one_shot_adapt_sync(task, support_data, causal_mask=mask, seed=seed)
+        return describe_intervention(base, result, mask, self.task_type == "classification")
+
+    def mechanism_effects_sync(
+        self, task: Task | Episode, support_data: SupportData = None, seed: int | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """do(c_k := 0) for each mechanism k alone: the query loss with mechanism k switched off
+        during adaptation and prediction, minus the loss without (docs/DESIGN.md section 3).
+
+        Returns (the ``one_shot_adapt`` result without intervention, one row per mechanism
+        with ``mechanism``, ``effect``, ``loss_off``, ``metric`` and ``metric_change``). The
+        engine is left adapted to the episode without intervention."""
+        learner = self._require()
+        episode = self._episode_for(task, support_data, None, seed)
+        base = self._adapt_and_score(episode, episode.task_name or getattr(task, "name", "task"))
+        probe = Probe(learner, base["steps"])
+        metric = learner.metric_name()
+        rows = []
+        for k in range(learner.model.num_mechanisms):
+            off = probe.switch_off(episode, k)
+            with torch.no_grad():
+                loss = float(learner.query_loss(off.state, off.outputs, episode.query_y))
+                value = learner.metric(off.state, off.outputs, episode.query_y)
+            rows.append(
+                {
+                    "mechanism": f"mechanism {k}",
+                    "effect": loss - base["adaptation_quality"]["loss"],
+                    "loss_off": loss,
+                    "metric": metric,
+                    "metric_change": value - base["adaptation_quality"][metric],
+                }
+            )
+        return base, rows
+
+    # ---- prediction ---------------------------------------------------------------------------
     def predict_sync(self, x: Any, causal_mask: Any = None) -> torch.Tensor:
         """Predictions of the last adapted model (labels or values); the meta-model if none."""
         outputs, state = self._outputs(x, causal_mask)
@@ -381,15 +469,13 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         if self.task_type != "classification":
             raise ValueError("probabilities exist for classification tasks only")
         outputs, state = self._outputs(x, causal_mask)
-        if self.config.algorithm == MetaLearningAlgorithm.RELATION_CAUSAL:
-            return (outputs / outputs.sum(-1, keepdim=True).clamp(min=1e-12)).cpu()
-        return torch.softmax(outputs, -1).cpu()
+        return self._require().probabilities(state, outputs).cpu()
 
     def _outputs(self, x: Any, causal_mask: Any) -> tuple[torch.Tensor, AdaptedState]:
         learner = self._require()
         state = self._last_state
         if state is None:
-            if self.config.algorithm in _EMBEDDING_ALGORITHMS:
+            if learner.embedding_only:
                 raise RuntimeError("prototypical and relation learners need one_shot_adapt before predict")
             state = AdaptedState({n: p.detach() for n, p in learner.meta_params().items()})
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
@@ -397,18 +483,136 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         with torch.no_grad():
             return learner(state, x, causal_mask=mask), state
 
-    def get_adaptation_trace(self, task: Task | str) -> list[float]:
-        """Support loss per step of the last adaptation to ``task`` (by name)."""
-        name = task if isinstance(task, str) else task.name
-        if name not in self._traces:
-            raise KeyError(f"no adaptation recorded for task {name!r}")
-        return list(self._traces[name])
+    # ---- discovery and the mechanisms (engine.discovery, engine.causal.store) -----------------
+    def discover_causal_patterns_sync(
+        self,
+        tasks: Sequence[Task | Episode] | TaskSource,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        stop: Any = None,
+        held_out: Sequence[Task | Episode] | None = None,
+        n_tasks: int = 20,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
+        """Find mechanisms of all five types by intervention (``engine.discovery``).
+
+        ``tasks``: a list of tasks (or episodes), or a task source (then ``n_tasks`` of its
+        validation tasks). Returns the kept records as dicts and stores them. ``options``
+        go to ``discover_mechanisms`` (query_points, patch_size, n_bootstrap, types, ...).
+        When priors were measured effective on held-out tasks and ``enable_causal_priors``
+        is on, they are applied to the learner at once."""
+        learner = self._require()
+        if isinstance(tasks, TaskSource):
+            source = tasks
+            tasks = source.tasks("val", n_tasks, seed=self.config.seed + 11)
+        else:
+            tasks = list(tasks)
+            source = _source_of(tasks)
+        if not tasks:
+            raise ValueError("discovery needs at least one task")
+        target = getattr(source, "target", None) or (self.source_info or {}).get("target") or "target"
+        result = discover_mechanisms(
+            learner,
+            tasks,
+            self.config,
+            feature_names=self.feature_names,
+            background_value=float(getattr(source, "background_value", 0.0)),
+            target_name=str(target),
+            held_out=held_out,
+            progress=progress,
+            stop=stop,
+            device=self.device,
+            **options,
+        )
+        self.store.take_discovery(result.mechanisms, result.report, result.priors)
+        effectiveness = (result.priors or {}).get("effectiveness")
+        if self.config.enable_causal_priors and effectiveness is not None and effectiveness > 0:
+            self.apply_causal_priors()
+            result.report["priors_applied"] = True
+        return self.discovered_mechanisms
+
+    def get_mechanism_insights(self, top: int = 5) -> dict[str, Any]:
+        """Counts, average effectiveness (None when nothing was measured) and the strongest
+        mechanisms with type, source, target, strength and confidence."""
+        return self.store.insights(top)
+
+    def mechanism_graph(self, truth: Mapping[str, Any] | None = None) -> nx.DiGraph:
+        """The mechanism graph (``engine.mechanism_graph.build_mechanism_graph``)."""
+        from .mechanism_graph import build_mechanism_graph  # networkx only when a graph is asked for
+
+        k = self.model.num_mechanisms if self.model is not None else None
+        return build_mechanism_graph(self.store.as_dicts(), k, truth, self.store.report)
+
+    def update_mechanisms(
+        self, task: Task | Episode, adaptation_result: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Measure this task's effects for every feature and mechanism record (the same
+        interventions as discovery) and count reuse: a record is reused by a task when its
+        intervention costs that task at least ``mechanism_threshold`` strength.
+
+        Call ``refine_mechanisms_online()`` to fold the new tasks into the records."""
+        learner = self._require()
+        if not len(self.store):
+            raise RuntimeError("no mechanisms yet: run discover_causal_patterns first (or import some)")
+        episode = self._episode_for(task, None, None, self.config.seed + 1000 + self.store.online_tasks)
+        units = feature_units(learner.model.input_shape, self.feature_names)
+        reference = float(getattr(_source_of([task]), "background_value", 0.0))
+        probe = Probe(learner, learner.default_steps())
+        measured = self.store.record_task(probe, episode, units, reference, self.config.mechanism_threshold)
+        return {
+            "task": episode.task_name or getattr(task, "name", "task"),
+            "measured_records": measured["measured_records"],
+            "reused": measured["reused"],
+            "mechanism_shift": (adaptation_result or {}).get("explanation", {}).get("mechanism_shift"),
+            "tasks_seen_online": measured["tasks_seen_online"],
+        }
+
+    def refine_mechanisms_online(self) -> list[dict[str, Any]]:
+        """Fold the tasks seen by ``update_mechanisms`` into the records: effect, spread,
+        strength and confidence are recomputed over the discovery tasks (their per-task
+        means, kept in ``details["task_effects"]``) and the new tasks (per point)."""
+        self.store.refine(self.config.mechanism_threshold, self.config.seed)
+        return self.discovered_mechanisms
+
+    def export_mechanisms(self, path: str | os.PathLike) -> Path:
+        """Write the versioned mechanisms JSON (records + measured priors)."""
+        return self.store.export(path, {"algorithm": self.config.algorithm.name, "feature_names": self.feature_names})
+
+    def import_mechanisms(self, mechanisms_or_path: Any) -> int:
+        """Replace the mechanisms with validated ones (a path, JSON text, a document or a
+        list of records). Nothing changes unless every record is valid. Returns the count."""
+        return self.store.import_records(
+            mechanisms_or_path, self.model.num_mechanisms if self.model is not None else None
+        )
+
+    def apply_causal_priors(self) -> list[float]:
+        """Set the learner's per-mechanism rates from the discovered priors (or from the
+        records' ``prior_rate``); all 1 when there are none. Returns the rates. They act
+        only while ``config.enable_causal_priors`` is on."""
+        learner = self._require()
+        rates = self.store.prior_rates(learner.model.num_mechanisms)
+        learner.set_mechanism_rates(torch.as_tensor(rates, dtype=torch.float32))
+        return [float(r) for r in rates]
+
+    def set_transfer_priors(self, relationships: Mapping[Any, float] | Sequence[Mapping[str, Any]]) -> list[float]:
+        """Set per-mechanism rates by hand: ``{mechanism: rate}`` (index or "mechanism k";
+        missing ones keep 1), or records carrying ``details["prior_rate"]``. Their
+        effectiveness is not measured (None) until discovery measures it. Returns the rates."""
+        learner = self._require()
+        self.store.set_manual_priors(relationships, learner.model.num_mechanisms)
+        return self.apply_causal_priors()
+
+    def enhance_mechanisms_with_graph(self, graph: nx.DiGraph) -> dict[str, Any]:
+        """Restrict feature -> output records to the parents of the output in a known causal
+        graph over the features (nodes named like the features; the output node is
+        "output" or the source's target name). Other records are kept as they are."""
+        return self.store.enhance_with_graph(graph, [(self.source_info or {}).get("target"), "output"])
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_sync(self, path: str | Path) -> Path:
         """Write ``model.safetensors`` + ``config.json`` (+ ``mechanisms.json``) atomically."""
         learner = self._require()
         assert self.model is not None
+        keep = self.config.save_mechanisms
         meta = {
             "config": self.config.to_dict(),
             "model": self.model.describe(),
@@ -419,10 +623,9 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             "history": self.history.to_dict() if self.history else None,
             # measured per-mechanism rates and their effectiveness (the rates themselves are
             # the learner's mechanism_rates buffer, saved with the weights)
-            "causal_priors": getattr(self, "_causal_priors", None) if self.config.save_mechanisms else None,
+            "causal_priors": self.store.priors if keep else None,
         }
-        mechanisms = self._mechanisms if self.config.save_mechanisms else []
-        out = save_checkpoint(path, learner.state_dict(), meta, mechanisms)
+        out = save_checkpoint(path, learner.state_dict(), meta, self.store.as_dicts() if keep else [])
         self.checkpoint_name = Path(path).name
         return out
 
@@ -450,21 +653,13 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
             expected = shadow.state_dict()
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{name}: config.json does not describe a valid model ({exc})") from None
-        _check_tensors(data.tensors, expected, name)
-        history = _history_from_meta(meta.get("history"), name)
-        feature_names = meta.get("feature_names")
-        if feature_names is not None and (
-            not isinstance(feature_names, list) or not all(isinstance(f, str) for f in feature_names)
-        ):
-            raise CheckpointError(f"{name}: config.json feature_names must be a list of strings")
-        source_info = meta.get("source") or {}
-        if not isinstance(source_info, dict):
-            raise CheckpointError(f"{name}: config.json source must be an object")
-        from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
-
+        check_tensors(data.tensors, expected, name)
+        history = history_from_meta(meta.get("history"), name)
+        feature_names, source_info = descriptive_fields(meta, name)
         try:
             records, _ = parse_mechanisms(list(data.mechanisms))
             priors = validate_priors(meta["causal_priors"]) if meta.get("causal_priors") else None
+            store = MechanismStore(records, priors)
         except MechanismFormatError as exc:
             raise CheckpointError(f"{name}: the stored mechanisms are invalid ({exc})") from None
         fresh = OneShotMetaLearningEngine(config)
@@ -474,9 +669,7 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         self.__dict__.update(fresh.__dict__)
         self.source_info = source_info
         self.history = history
-        self._mechanisms = records
-        self._causal_priors = priors
-        self._mechanism_effects, self._discovery_report = {}, None
+        self.store = store
         self.checkpoint_name = name
 
     @classmethod
@@ -485,20 +678,27 @@ class OneShotMetaLearningEngine(CausalEngineMixin):
         eng.load_sync(path)
         return eng
 
-    # ---- coroutines (DESIGN section 4) ----------------------------------------------------------
-    initialize = _async_twin("initialize", "build a fresh model and learner.")
-    meta_train = _async_twin("meta_train", "meta-train on a task source.")
-    evaluate = _async_twin("evaluate", "held-out loss and metric.")
-    one_shot_adapt = _async_twin("one_shot_adapt", "adapt to a task from its support data.")
-    predict = _async_twin("predict", "predictions of the adapted model.")
-    save = _async_twin("save", "write a checkpoint.")
-    load = _async_twin("load", "load a checkpoint.")
+    # ---- coroutines (docs/DESIGN.md section 4) ----------------------------------------------------
+    initialize = async_twin("initialize", "build a fresh model and learner.")
+    meta_train = async_twin("meta_train", "meta-train on a task source.")
+    evaluate = async_twin("evaluate", "held-out loss and metric.")
+    one_shot_adapt = async_twin("one_shot_adapt", "adapt to a task from its support data.")
+    hierarchical_adapt = async_twin("hierarchical_adapt", "adapt level by level.")
+    adapt_with_intervention = async_twin("adapt_with_intervention", "adapt with a causal mask applied.")
+    mechanism_effects = async_twin("mechanism_effects", "the effect of switching each mechanism off.")
+    predict = async_twin("predict", "predictions of the adapted model.")
+    discover_causal_patterns = async_twin("discover_causal_patterns", "find mechanisms by intervention.")
+    save = async_twin("save", "write a checkpoint.")
+    load = async_twin("load", "load a checkpoint.")
 
 
-_EMBEDDING_ALGORITHMS = (
-    MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL,
-    MetaLearningAlgorithm.RELATION_CAUSAL,
-)
+def _source_of(tasks: Sequence[Any]) -> Any:
+    """The task source the tasks came from (the first that says), else None."""
+    for t in tasks:
+        src = getattr(t, "source", None)
+        if src is not None:
+            return src
+    return None
 
 
 def _build_learner(
@@ -508,74 +708,16 @@ def _build_learner(
     task_type: str,
     input_gates: bool,
 ) -> tuple[CausalMetaModel, CausalMetaLearner]:
-    embedding_only = config.algorithm in _EMBEDDING_ALGORITHMS
     model = CausalMetaModel(
         input_dim,
         config.hidden_dim,
-        0 if embedding_only else output_dim,
+        0 if learner_class(config.algorithm).embedding_only else output_dim,
         config.num_mechanisms,
         encoder=config.encoder,
         input_gates=input_gates,
         conv_channels=config.conv_channels,
     )
     return model, make_learner(model, config, task_type)  # raises for regression + embedding learner
-
-
-def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], name: str) -> None:
-    """The weights must be exactly the tensors of the model config.json describes: same names,
-    shapes and dtypes (no silent casts of int or bool data into weights), all finite."""
-    missing = [k for k in expected if k not in tensors]
-    extra = [k for k in tensors if k not in expected]
-    if missing or extra:
-        parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + (
-            [f"unexpected {', '.join(extra[:5])}"] if extra else []
-        )
-        raise CheckpointError(f"{name}: the weights do not match the model in config.json ({'; '.join(parts)})")
-    for key, want in expected.items():
-        got = tensors[key]
-        if tuple(got.shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"{name}: the weights do not match the model in config.json "
-                f"({key} has shape {list(got.shape)}, the model needs {list(want.shape)})"
-            )
-        if got.dtype != want.dtype:
-            raise CheckpointError(f"{name}: {key} has dtype {got.dtype}, the model needs {want.dtype}")
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            raise CheckpointError(f"{name}: {key} holds NaN or infinite values")
-
-
-def _history_from_meta(raw: Any, name: str) -> TrainingHistory | None:
-    """The training curves stored in config.json, checked (resuming appends to them)."""
-    if not raw:
-        return None
-
-    def bad(why: str) -> CheckpointError:
-        return CheckpointError(f"{name}: config.json history is malformed ({why})")
-
-    if not isinstance(raw, dict) or not isinstance(raw.get("metric_name"), str):
-        raise bad("an object with a metric_name is expected")
-    history = TrainingHistory.from_dict(raw)
-    for key in ("iteration", "val_iteration", "train_loss", "train_metric", "elapsed", "val_loss", "val_metric"):
-        values = getattr(history, key)
-        integral = key.endswith("iteration")
-        kinds = (int,) if integral else (int, float)
-        if not isinstance(values, list):
-            raise bad(f"{key} must be a list")
-        if not integral:  # a loss that was not finite is saved as null: read it back as NaN
-            values = [float("nan") if v is None else v for v in values]
-            setattr(history, key, values)
-        if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
-            raise bad(f"{key} must be a list of {'integers' if integral else 'numbers'}")
-    if any(b <= a for a, b in zip(history.iteration, history.iteration[1:], strict=False)):
-        raise bad("iteration must increase")
-    for keys, ref in (
-        (("train_loss", "train_metric", "elapsed"), "iteration"),
-        (("val_loss", "val_metric"), "val_iteration"),
-    ):
-        for key in keys:
-            if len(getattr(history, key)) != len(getattr(history, ref)):
-                raise bad(f"{key} and {ref} differ in length")
-    return history
 
 
 def create_one_shot_meta_learning_engine(

@@ -1,4 +1,4 @@
-"""Interventions on a learner and adaptation variants (DESIGN section 3, issue 3 point 3).
+"""Interventions on a learner and adaptation variants (docs/DESIGN.md section 3).
 
 * ``create_intervention_mask``: a causal mask c over the K mechanisms; ``c_k = 1 - s`` for
   the chosen mechanisms (s = ``intervention_strength`` in [0, 1]; 1 switches them off),
@@ -7,6 +7,7 @@
   "structure" only the structure gates, "optimization" every weight with the learner's
   rates (causal priors included); each level starts where the previous one stopped, and
   each level's gain is the drop of the query loss it caused.
+* ``describe_intervention``: what a causal mask changed, comparing two adaptation results.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ LEVELS = ("feature", "structure", "optimization")
 LEVEL_PARAMS = {"feature": ["input_gate_logits"], "structure": ["gate_logits"], "optimization": None}
 
 
-def _mechanism_index(item: Any, num_mechanisms: int) -> int:
+def mechanism_index(item: Any, num_mechanisms: int) -> int:
     """Index of a mechanism named by an int, "mechanism k", "k", or a record dict."""
     if isinstance(item, Mapping):
         details = item.get("details") or {}
         if isinstance(details.get("mechanism_index"), int):
-            return _mechanism_index(details["mechanism_index"], num_mechanisms)
+            return mechanism_index(details["mechanism_index"], num_mechanisms)
         for key in ("source", "target"):
             value = item.get(key)
             if isinstance(value, str) and value.startswith("mechanism "):
-                return _mechanism_index(value, num_mechanisms)
+                return mechanism_index(value, num_mechanisms)
         raise ValueError(f"record {item.get('source')!r} -> {item.get('target')!r} names no mechanism")
     if isinstance(item, str):
         text = item.strip()
@@ -60,10 +61,10 @@ def create_intervention_mask(
     {mechanism: strength} (then ``intervention_strength`` is ignored). Strength 1 is
     do(c_k := 0) (switched off), 0 leaves the mechanism as it is."""
     if isinstance(mechanisms, Mapping) and not ("source" in mechanisms and "target" in mechanisms):
-        pairs = [(_mechanism_index(k, num_mechanisms), v) for k, v in mechanisms.items()]
+        pairs = [(mechanism_index(k, num_mechanisms), v) for k, v in mechanisms.items()]
     else:
         items = [mechanisms] if isinstance(mechanisms, (int, str, Mapping)) else list(mechanisms)
-        chosen = [_mechanism_index(m, num_mechanisms) for m in items]
+        chosen = [mechanism_index(m, num_mechanisms) for m in items]
         if isinstance(intervention_strength, (int, float)):
             strengths = [float(intervention_strength)] * len(chosen)
         else:
@@ -77,6 +78,37 @@ def create_intervention_mask(
             raise ValueError(f"intervention_strength must be in [0, 1], got {s!r}")
         mask[k] = 1.0 - float(s)
     return mask
+
+
+def describe_intervention(
+    base: dict[str, Any], result: dict[str, Any], mask: Sequence[float], classification: bool
+) -> dict[str, Any]:
+    """Add to ``result`` (an adaptation with ``mask``) what changed against ``base`` (the same
+    episode without it): ``result["intervention"]`` and the explanation's intervention text."""
+    before = np.asarray(base["predictions"], dtype=float)
+    after = np.asarray(result["predictions"], dtype=float)
+    if classification:
+        change = float((before != after).mean())
+        change_name = "share_of_predictions_changed"
+    else:
+        change = float(np.abs(before - after).mean())
+        change_name = "mean_absolute_change"
+    q0, q1 = base["adaptation_quality"], result["adaptation_quality"]
+    off = [k for k, v in enumerate(mask) if v == 0.0]
+    result["intervention"] = {
+        "mask": list(mask),
+        "switched_off": off,
+        "scaled": {k: v for k, v in enumerate(mask) if 0.0 < v < 1.0},
+        change_name: change,
+        "loss_without_intervention": q0["loss"],
+        "loss_with_intervention": q1["loss"],
+        "effect": q1["loss"] - q0["loss"],
+        "predictions_without_intervention": base["predictions"],
+    }
+    result["explanation"]["intervention_text"] = (
+        f"With mechanisms {off} switched off" if off else "With the mask applied"
+    ) + f", the query loss went {q0['loss']:.4g} -> {q1['loss']:.4g} ({change_name.replace('_', ' ')}: {change:.3g})."
+    return result
 
 
 def query_loss(learner: CausalMetaLearner, state: AdaptedState, episode: Episode) -> tuple[float, float]:

@@ -12,11 +12,6 @@ intervened on) and by the structure learner of ``engine.causal_direction``.
   y are accepted (their relation to y survives interventions on other variables); a set
   that holds a child of y is rejected once the child is intervened on, and a set that
   misses a parent is rejected once that parent (or an ancestor) shifts.
-* ``detect_shifted_variables``: variable v was intervened on in task T when both its
-  marginal and its conditional given all other variables differ in T from the other tasks.
-  An intervention on v shifts the marginals of v and its descendants, and the full
-  conditionals of v and of v's parents; only v is in both groups (a parent of v cannot be
-  its descendant in a DAG).
 * p-values use normal approximations (Wilson-Hilferty for chi-square), so no scipy.
 """
 
@@ -195,37 +190,6 @@ def invariant_causal_prediction(
         "fallback": fallback,
         "alpha": alpha,
     }
-
-
-def detect_shifted_variables(
-    data: np.ndarray,
-    env: np.ndarray,
-    alpha: float = 0.01,
-) -> list[dict]:
-    """Per environment: which columns of ``data`` were intervened on (see module docstring).
-
-    Each result has ``shifted`` (column indices), and per column the marginal and
-    conditional p-values (smallest of mean and spread test, Bonferroni over the columns)."""
-    data = np.asarray(data, dtype=float)
-    envs = np.unique(env)
-    v = data.shape[1]
-    # Conditional residuals of each column given all the others, pooled over environments.
-    cond = np.stack([residuals(np.delete(data, j, axis=1), data[:, j]) for j in range(v)], axis=1)
-    out = []
-    for e in envs:
-        inside = env == e
-        rows = []
-        shifted = []
-        for j in range(v):
-            pm, ps, z = two_sample_pvalue(data[inside, j], data[~inside, j])
-            cm, cs, cz = two_sample_pvalue(cond[inside, j], cond[~inside, j])
-            p_marg = min(1.0, 2 * min(pm, ps) * v)
-            p_cond = min(1.0, 2 * min(cm, cs) * v)
-            rows.append({"marginal_p": p_marg, "conditional_p": p_cond, "marginal_z": z, "conditional_z": cz})
-            if p_marg < alpha and p_cond < alpha:
-                shifted.append(j)
-        out.append({"env": e.item() if hasattr(e, "item") else e, "shifted": shifted, "columns": rows})
-    return out
 
 
 def _drop_one_pvalues(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> np.ndarray:

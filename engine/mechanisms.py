@@ -1,5 +1,5 @@
 """CausalMechanism records, the one strength map, bootstrap confidence, and the versioned
-JSON exchange format (DESIGN section 3 and 6).
+JSON exchange format (docs/DESIGN.md section 3 and section 6).
 
 A record says: intervening on ``source`` changed ``target``'s loss by ``effect`` (mean over
 tasks of the per-task mean, per query point) with spread ``effect_std`` (standard deviation
@@ -136,7 +136,7 @@ def bootstrap_confidence(
 # ---------------------------------------------------------------------------------- record
 @dataclass
 class CausalMechanism:
-    """One discovered mechanism (DESIGN section 3). ``details`` holds anything extra
+    """One discovered mechanism (docs/DESIGN.md section 3). ``details`` holds anything extra
     (the strength scale, per-mechanism prior rates, invariance tests, ...)."""
 
     mechanism_type: CausalMechanismType

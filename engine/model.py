@@ -1,4 +1,4 @@
-"""CausalMetaModel: an encoder feeding K gated mechanism modules and a head (DESIGN section 3).
+"""CausalMetaModel: an encoder feeding K gated mechanism modules and a head (docs/DESIGN.md section 3).
 
 Layout of the hidden representation: mechanism k owns a block of ``mechanism_dim`` units;
 the blocks are scaled by the structure gate g_k = sigmoid(gate_logits_k) times the causal mask
@@ -26,7 +26,7 @@ INPUT_GATE_INIT_LOGIT = 1.0
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     # GroupNorm (not BatchNorm): per-example statistics, so one query image predicts alone,
-    # and second-order gradients stay exact under vmap (DESIGN section 10). Pooling before the
+    # and second-order gradients stay exact under vmap (docs/DESIGN.md section 10). Pooling before the
     # ReLU gives the same outputs and gradients (both are monotone) with a quarter of the ReLU work.
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
@@ -34,6 +34,26 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
         MaxPool2x2(),
         nn.ReLU(),
     )
+
+
+def _check_layout(
+    input_dim: int | Sequence[int], hidden_dim: int, num_mechanisms: int, encoder: str, input_gates: bool
+) -> tuple[tuple[int, ...], str]:
+    """The input shape and the encoder kind ("auto" resolved); ValueError for a mismatch."""
+    shape = (input_dim,) if isinstance(input_dim, int) else tuple(int(s) for s in input_dim)
+    if encoder == "auto":
+        encoder = "conv4" if len(shape) == 3 else "mlp"
+    if encoder not in ("mlp", "conv4"):
+        raise ValueError(f"encoder must be 'mlp' or 'conv4', got {encoder!r}")
+    if encoder == "conv4" and len(shape) != 3:
+        raise ValueError(f"conv4 needs an image shape (C, H, W); got input_dim={input_dim!r}")
+    if encoder == "mlp" and len(shape) != 1:
+        raise ValueError(f"mlp needs a feature count; got input shape {shape}")
+    if input_gates and encoder != "mlp":
+        raise ValueError("input_gates apply to feature vectors (mlp encoder) only")
+    if hidden_dim < num_mechanisms:
+        raise ValueError(f"hidden_dim ({hidden_dim}) must be >= num_mechanisms ({num_mechanisms})")
+    return shape, encoder
 
 
 class CausalMetaModel(nn.Module):
@@ -63,30 +83,25 @@ class CausalMetaModel(nn.Module):
         conv_channels: int = 64,
     ) -> None:
         super().__init__()
-        shape = (input_dim,) if isinstance(input_dim, int) else tuple(int(s) for s in input_dim)
-        if encoder == "auto":
-            encoder = "conv4" if len(shape) == 3 else "mlp"
-        if encoder not in ("mlp", "conv4"):
-            raise ValueError(f"encoder must be 'mlp' or 'conv4', got {encoder!r}")
-        if encoder == "conv4" and len(shape) != 3:
-            raise ValueError(f"conv4 needs an image shape (C, H, W); got input_dim={input_dim!r}")
-        if encoder == "mlp" and len(shape) != 1:
-            raise ValueError(f"mlp needs a feature count; got input shape {shape}")
-        if input_gates and encoder != "mlp":
-            raise ValueError("input_gates apply to feature vectors (mlp encoder) only")
-        if hidden_dim < num_mechanisms:
-            raise ValueError(f"hidden_dim ({hidden_dim}) must be >= num_mechanisms ({num_mechanisms})")
+        shape, encoder = _check_layout(input_dim, hidden_dim, num_mechanisms, encoder, input_gates)
         self.input_shape = shape
         self.encoder_kind = encoder
         self.hidden_dim = hidden_dim
         self.output_dim = output_dim
-        self.num_mechanisms = K = num_mechanisms
-        self.mechanism_dim = m = hidden_dim // K
+        self.num_mechanisms = num_mechanisms
+        self.mechanism_dim = hidden_dim // num_mechanisms
         self.has_input_gates = input_gates
         self.conv_channels = conv_channels
+        self._build_mechanism_layer()
+        self.gate_logits = nn.Parameter(torch.full((num_mechanisms,), GATE_INIT_LOGIT))
+        self.head = nn.Linear(self.embedding_dim, output_dim) if output_dim > 0 else None
+        self._reset_block_weights()
 
-        if encoder == "conv4":
-            c = conv_channels
+    def _build_mechanism_layer(self) -> None:
+        """The encoder and the K mechanism blocks over its output."""
+        shape, K, m = self.input_shape, self.num_mechanisms, self.mechanism_dim
+        if self.encoder_kind == "conv4":
+            c = self.conv_channels
             self.encoder = nn.Sequential(
                 _conv_block(shape[0], c),
                 _conv_block(c, c),
@@ -100,22 +115,17 @@ class CausalMetaModel(nn.Module):
                 raise ValueError(f"images of {shape[1]}x{shape[2]} are too small for Conv-4 (need >= 16)")
             emb = c * side_h * side_w
             self.mech_weight = nn.Parameter(torch.empty(K, m, emb))
-            self.mech_bias = nn.Parameter(torch.zeros(K, m))
-        elif input_gates:
+        elif self.has_input_gates:
             d = shape[0]
             # Each mechanism has its own first layer over its own gated view of the inputs.
             self.input_gate_logits = nn.Parameter(torch.full((K, d), INPUT_GATE_INIT_LOGIT))
             self.enc_weight = nn.Parameter(torch.empty(K, m, d))
             self.enc_bias = nn.Parameter(torch.zeros(K, m))
             self.mech_weight = nn.Parameter(torch.empty(K, m, m))
-            self.mech_bias = nn.Parameter(torch.zeros(K, m))
         else:
-            self.encoder = nn.Sequential(nn.Linear(shape[0], hidden_dim), nn.ReLU())
-            self.mech_weight = nn.Parameter(torch.empty(K, m, hidden_dim))
-            self.mech_bias = nn.Parameter(torch.zeros(K, m))
-        self.gate_logits = nn.Parameter(torch.full((K,), GATE_INIT_LOGIT))
-        self.head = nn.Linear(K * m, output_dim) if output_dim > 0 else None
-        self._reset_block_weights()
+            self.encoder = nn.Sequential(nn.Linear(shape[0], self.hidden_dim), nn.ReLU())
+            self.mech_weight = nn.Parameter(torch.empty(K, m, self.hidden_dim))
+        self.mech_bias = nn.Parameter(torch.zeros(K, m))
 
     def _reset_block_weights(self) -> None:
         # Same init as nn.Linear would give each block (kaiming-uniform with a=sqrt(5)).

@@ -61,7 +61,7 @@ class _MaxPool2x2(torch.autograd.Function):
 
 # Planes smaller than 8x8 (a Conv-4's 7x7 and 3x3 maps) pool faster in the native kernel: its
 # per-window cost is small there, while the strided views' dozen small ops cost about the same
-# at any size (benchmarks/probes/small_map_pooling.py, fwd+bwd of 20x64 planes on one thread:
+# at any size (docs/experiments.md, fwd+bwd of 20x64 planes on one thread:
 # 3x3 0.20 ms native / 0.56 ms here, 7x7 0.64 / 1.09, 8x8 1.03 / 0.98, 14x14 2.95 / 1.88).
 _NATIVE_BELOW = 64
 

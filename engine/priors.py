@@ -1,4 +1,4 @@
-"""Causal priors: discovered mechanisms -> per-mechanism adaptation rates (DESIGN section 3).
+"""Causal priors: discovered mechanisms -> per-mechanism adaptation rates (docs/DESIGN.md section 3).
 
 The learner's hook is ``set_mechanism_rates(r)``: mechanism k's inner-loop rates are
 multiplied by r_k (every parameter block mechanism k owns: its gate, input gates, weights
@@ -16,8 +16,7 @@ measured on held-out tasks, never assumed: ``relative_gain(loss without, loss wi
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,54 +27,11 @@ from .mechanisms import relative_gain
 from .tasks.base import Episode
 
 
-def rates_with_multipliers(
-    learner: CausalMetaLearner,
-    multipliers: Sequence[float] | torch.Tensor | None = None,
-    plain: bool = False,
-) -> dict[str, torch.Tensor | float]:
-    """Per-parameter inner rates: the learner's base rates (or the plain scalar ``inner_lr``
-    when ``plain``) times per-mechanism ``multipliers`` (whatever the config's
-    ``enable_causal_priors`` says: this is for measuring interventions)."""
-    model = learner.model
-    if plain:
-        rates: dict[str, torch.Tensor | float] = {n: learner.config.inner_lr for n, _ in model.named_parameters()}
-    else:
-        rates = dict(learner.base_rates())
-    if multipliers is None:
-        return rates
-    mult = torch.as_tensor(multipliers, dtype=torch.float32, device=learner.mechanism_rates.device)
-    if mult.shape != (model.num_mechanisms,):
-        raise ValueError(f"need {model.num_mechanisms} mechanism multipliers, got shape {tuple(mult.shape)}")
-    params = dict(model.named_parameters())
-    for name, (axis, block) in model.mechanism_axes().items():
-        per_unit = mult.repeat_interleave(block)
-        shape = [1] * params[name].dim()
-        shape[axis] = per_unit.numel()
-        rates[name] = rates[name] * per_unit.view(shape)
-    return rates
-
-
-@contextlib.contextmanager
-def override_rates(
-    learner: CausalMetaLearner,
-    multipliers: Sequence[float] | torch.Tensor | None = None,
-    plain: bool = False,
-) -> Iterator[None]:
-    """Within the block, ``learner.adapt`` uses the given rates (an intervention on the
-    optimiser). An instance attribute shadows the method and is removed afterwards."""
-    rates = rates_with_multipliers(learner, multipliers, plain)
-    object.__setattr__(learner, "inner_rates", lambda: rates)
-    try:
-        yield
-    finally:
-        learner.__dict__.pop("inner_rates", None)
-
-
 def adapts_by_gradient(learner: CausalMetaLearner, episode: Episode, steps: int) -> bool:
     """Whether adaptation takes gradient steps (rates matter) for this learner and support."""
     if steps <= 0:
         return False
-    if getattr(learner, "supports_regression", True):
+    if not learner.embedding_only:
         return True
     counts = torch.bincount(episode.support_y)
     return int(counts[counts > 0].min()) >= 2  # embedding learners step gates only then
@@ -90,9 +46,10 @@ def one_shot_losses(
     """Query loss per episode after adapting with the given mechanism multipliers."""
     params = {n: p.detach() for n, p in learner.meta_params().items()}
     out = []
-    with torch.no_grad(), override_rates(learner, multipliers):
+    rates = learner.scaled_rates(multipliers)
+    with torch.no_grad():
         for ep in episodes:
-            state = learner.adapt(ep.support_x, ep.support_y, steps, params=params)
+            state = learner.adapt(ep.support_x, ep.support_y, steps, params=params, rates=rates)
             outputs = learner(state, ep.query_x)
             out.append(float(learner.query_loss(state, outputs, ep.query_y)))
     return np.asarray(out)

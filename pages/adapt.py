@@ -5,20 +5,27 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from engine.algorithms import learner_class
 from engine.tasks import TaskError
-from ui import components, figures, logic, session
+from ui import components, figures, session
+from ui.adaptation import adapt_images
+from ui.episodes import image_episode, make_episode, sample_vector_episode, vector_task_choices
 from ui.images import ImageInputError, images_to_batch
+from ui.sources import source_label
+from ui.tables import predictions_table, rows_to_support, support_rows
+from ui.text import md_escape
 
 st.title("One-shot adapt")
 src = session.source()
-kind = logic.source_kind(src)
-st.caption(f"Task source: **{logic.md_escape(logic.source_label(src))}**")
+kind = src.name
+st.caption(f"Task source: **{md_escape(source_label(src))}**")
 
 if not components.require_engine(src):
     st.stop()
 eng = session.engine()
 ss = st.session_state
-if eng.config.transductive_steps and eng.config.algorithm.name == "PROTOTYPICAL_CAUSAL":
+learner = learner_class(eng.config.algorithm)
+if eng.config.transductive_steps and learner.supports_transductive:
     st.caption(
         f"Transductive labelling is on (transductive_steps = {eng.config.transductive_steps}): the pictures to "
         "label are labelled together, the prototypes refined over all of them, so each label also depends on "
@@ -51,9 +58,9 @@ elif kind == "images":
             ss.pop("img_result", None)
         queries = min(5, max(1, eng.config.query_shots))
         try:
-            task, ep = logic.image_episode(src, 1, queries, "test", int(ss["img_seed"]))
+            task, ep = image_episode(src, 1, queries, "test", int(ss["img_seed"]))
         except TaskError as exc:
-            st.error(logic.md_escape(exc))
+            st.error(md_escape(exc))
             st.stop()
         names = [n.split("/")[-1] for n in (task.class_names or [])]
         sx, sy = ep.support_x.numpy(), ep.support_y.numpy()
@@ -62,14 +69,14 @@ elif kind == "images":
         components.image_row(sx[order], [names[int(sy[i])] for i in order])
         if st.button("Adapt and label the query drawings", type="primary", key="img_adapt"):
             try:
-                ss["img_result"] = logic.adapt_images(
+                ss["img_result"] = adapt_images(
                     eng, sx, sy.tolist(), ep.query_x.numpy(), ep.query_y.numpy().tolist(), names, task.name
                 )
                 ss["img_result"].update(query_x=ep.query_x.numpy(), query_y=ep.query_y.numpy().tolist(), mode=mode)
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
     else:
-        embedding = eng.config.algorithm.name in logic.EMBEDDING_ALGORITHMS
+        embedding = learner.embedding_only
         limit = "any number of classes" if embedding else f"at most {eng.output_dim} classes (the model's output size)"
         st.markdown(
             "Upload **one picture per class** (PNG or JPEG; dark strokes on light paper or the reverse; it is "
@@ -88,7 +95,7 @@ elif kind == "images":
             sx = images_to_batch([(f.name, f.getvalue()) for f in sup or []], src.image_size)
             qx = images_to_batch([(f.name, f.getvalue()) for f in qry or []], src.image_size)
         except ImageInputError as exc:
-            st.error(logic.md_escape(exc))
+            st.error(md_escape(exc))
         class_names = [Path(f.name).stem for f in sup or []]
         if sx is not None and len(sx):
             components.image_row(sx, class_names)
@@ -103,7 +110,7 @@ elif kind == "images":
             ok = False
         if st.button("Adapt and label my pictures", type="primary", disabled=not ok, key="own_adapt"):
             try:
-                ss["img_result"] = logic.adapt_images(eng, sx, list(range(len(sx))), qx, None, class_names)
+                ss["img_result"] = adapt_images(eng, sx, list(range(len(sx))), qx, None, class_names)
                 ss["img_result"].update(query_x=qx, query_y=None, mode=mode)
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
@@ -127,16 +134,16 @@ elif kind == "images":
 
 # ------------------------------------------------------------------------------ vectors
 elif kind in ("tabular", "scm"):
-    choices = logic.vector_task_choices(src, n=8, seed=0)
+    choices = vector_task_choices(src, n=8, seed=0)
     c = st.columns([2, 1])
     task_name = c[0].selectbox("held-out task", list(choices), key="vec_task")
     seed = c[1].number_input("episode seed", 0, 10_000, 0, key="vec_seed")
     task = choices[task_name]
     queries = max(1, eng.config.query_shots)
     try:
-        ep = logic.sample_vector_episode(task, 1, queries, seed=int(seed))
+        ep = sample_vector_episode(task, 1, queries, seed=int(seed))
     except TaskError as exc:
-        st.error(logic.md_escape(exc))
+        st.error(md_escape(exc))
         st.stop()
     one = "one row per class" if src.task_type == "classification" else "one row"
     st.markdown(
@@ -146,7 +153,7 @@ elif kind in ("tabular", "scm"):
     if kind == "scm":
         st.caption(f"Intervened variables in this task: {', '.join(task.truth.get('intervened', [])) or 'none'}")
     rows = st.data_editor(
-        logic.support_rows(src, ep),
+        support_rows(src, ep),
         hide_index=True,
         key=f"vec_rows_{task_name}_{seed}",
         width="stretch",
@@ -156,8 +163,8 @@ elif kind in ("tabular", "scm"):
         "Adapt to this row" if src.task_type == "regression" else "Adapt to these rows", type="primary", key="vec_adapt"
     ):
         try:
-            sx, sy = logic.rows_to_support(src, rows)
-            episode = logic.make_episode(
+            sx, sy = rows_to_support(src, rows)
+            episode = make_episode(
                 sx, sy, ep.query_x.numpy(), ep.query_y.numpy(), src.task_type, ep.num_classes, task.name
             )
             ss["vec_result"] = {"result": eng.one_shot_adapt_sync(episode), "task": task_name}
@@ -168,8 +175,8 @@ elif kind in ("tabular", "scm"):
         r = res["result"]
         st.subheader("Result")
         components.show_adaptation(r, key="vec_res")
-        unstd = src.unstandardise_target if hasattr(src, "unstandardise_target") else None
-        table = logic.predictions_table(r["predictions"], r["targets"], getattr(src, "class_names", None), unstd)
+        unstd = src.unstandardise_target if kind == "tabular" else None
+        table = predictions_table(r["predictions"], r["targets"], src.class_names, unstd)
         if src.task_type == "regression":
             left, right = st.columns(2)
             left.dataframe(table, hide_index=True, width="stretch")

@@ -2,7 +2,10 @@
 
 import streamlit as st
 
-from ui import components, figures, logic, session
+from engine.causal_direction import learn_scm_graph
+from ui import components, figures, session
+from ui.direction import belief_curves, learned_graph_views, live_belief
+from ui.jobs import direction_job
 
 st.title("Causal direction from adaptation speed")
 st.markdown(
@@ -28,98 +31,78 @@ adapts from one example.
 """
 )
 
-try:
-    from engine import causal_direction
-except ImportError:
-    causal_direction = None
-
-experiment = logic.find_direction_experiment(causal_direction) if causal_direction is not None else None
 st.subheader("Run the two-variable experiment")
-if experiment is None:
-    st.info(
-        "The two-variable meta-transfer experiment arrives with the causal mechanisms engine (engine.causal_direction)."
-    )
-else:
-    st.markdown(
-        "Each **episode** intervenes on the cause A (a new random P(A)), both models adapt on a few samples, "
-        "and γ moves towards the model that adapted better. Each **run** is one random pair of mechanisms "
-        "(one seed); the red line is their median."
-    )
-    w = session.worker("direction")
-    busy = session.running_job() is not None
-    c = st.columns(4)
-    episodes = c[0].number_input("episodes", 50, 5000, 1000, step=50, key="cd_episodes")
-    runs = c[1].number_input("runs (seeds)", 1, 50, 10, key="cd_runs")
-    n_cat = c[2].number_input("categories N", 2, 50, 10, key="cd_n")
-    c[3].markdown("&nbsp;")
-    if c[3].button("Run", type="primary", disabled=busy, key="cd_run", width="stretch"):
-        msg = session.start_job(
-            "direction", logic.direction_job(experiment, int(episodes), int(runs), int(n_cat)), label="causal direction"
+st.markdown(
+    "Each **episode** intervenes on the cause A (a new random P(A)), both models adapt on a few samples, "
+    "and γ moves towards the model that adapted better. Each **run** is one random pair of mechanisms "
+    "(one seed); the red line is their median."
+)
+w = session.worker("direction")
+busy = session.running_job() is not None
+c = st.columns(4)
+episodes = c[0].number_input("episodes", 50, 5000, 1000, step=50, key="cd_episodes")
+runs = c[1].number_input("runs (seeds)", 1, 50, 10, key="cd_runs")
+n_cat = c[2].number_input("categories N", 2, 50, 10, key="cd_n")
+c[3].markdown("&nbsp;")
+if c[3].button("Run", type="primary", disabled=busy, key="cd_run", width="stretch"):
+    msg = session.start_job("direction", direction_job(int(episodes), int(runs), int(n_cat)), label="causal direction")
+    if msg:
+        st.warning(msg)
+    st.rerun()
+
+
+def live(records):
+    curves = live_belief(records)
+    if curves is not None:
+        components.plot(figures.belief_figure(curves["episodes"], curves["curves"], curves["median"]), key="cd_live")
+
+
+components.job_progress("direction", "cd", "Experiment", live=live)
+curves = belief_curves(w.result) if not w.running and w.result is not None else None
+if curves is not None:
+    components.plot(figures.belief_figure(curves["episodes"], curves["curves"], curves["median"]), key="cd_fig")
+    marks = w.result["median_at"]
+    if marks:
+        st.markdown(
+            "Median σ(γ) here: "
+            + ", ".join(f"**{float(v):.3f}** at {k} episodes" for k, v in marks.items())
+            + ". Published: about 0.9 at 400 and 0.99 at 1000 (black crosses)."
         )
-        if msg:
-            st.warning(msg)
-        st.rerun()
-
-    def live(records):
-        curves = logic.live_belief(records)
-        if curves is not None:
-            components.plot(
-                figures.belief_figure(curves["episodes"], curves["curves"], curves["median"]), key="cd_live"
-            )
-
-    components.job_progress("direction", "cd", "Experiment", live=live)
-    if not w.running and w.result is not None:
-        curves = logic.belief_curves(w.result)
-        if curves is None:
-            st.json(w.result if isinstance(w.result, (dict, list)) else str(w.result), expanded=False)
-        else:
-            components.plot(figures.belief_figure(curves["episodes"], curves["curves"], curves["median"]), key="cd_fig")
-            marks = w.result.get("median_at") if isinstance(w.result, dict) else None
-            if marks:
-                st.markdown(
-                    "Median σ(γ) here: "
-                    + ", ".join(f"**{float(v):.3f}** at {k} episodes" for k, v in marks.items())
-                    + ". Published: about 0.9 at 400 and 0.99 at 1000 (black crosses)."
-                )
-            else:
-                st.caption("Black crosses: the published median (about 0.9 at 400 episodes, 0.99 at 1000).")
+    else:
+        st.caption("Black crosses: the published median (about 0.9 at 400 episodes, 0.99 at 1000).")
 
 # ------------------------------------------------------------------------------ the whole graph
 st.subheader("The whole graph of an SCM family, from its interventional tasks")
-learn = getattr(causal_direction, "learn_scm_graph", None) if causal_direction is not None else None
-if learn is None:
-    st.info("Learning an SCM graph from interventional tasks arrives with engine.causal_direction.")
-else:
-    st.markdown(
-        "Each SCM task intervenes on one variable. The engine finds which variable each task changed (its "
-        "distribution shifts while the others' mechanisms stay invariant) and orients edges away from "
-        "intervened variables; PC sees the same pooled samples without the task labels. Scored by the "
-        "structural Hamming distance (SHD) to the true graph: lower is better."
+st.markdown(
+    "Each SCM task intervenes on one variable. The engine finds which variable each task changed (its "
+    "distribution shifts while the others' mechanisms stay invariant) and orients edges away from "
+    "intervened variables; PC sees the same pooled samples without the task labels. Scored by the "
+    "structural Hamming distance (SHD) to the true graph: lower is better."
+)
+c = st.columns(4)
+n_vars = c[0].number_input("variables", 4, 10, 6, key="cd_scm_vars")
+n_tasks = c[1].number_input("tasks", 5, 200, 40, key="cd_scm_tasks")
+graph_seed = c[2].number_input("graph seed", 0, 10_000, 0, key="cd_scm_seed")
+c[3].markdown("&nbsp;")
+if c[3].button("Learn the graph", key="cd_scm_run", width="stretch"):
+    scm = session.builtin_source("scm", num_variables=int(n_vars), seed=int(graph_seed))
+    with st.spinner("learning the graph and running PC ..."):
+        try:
+            st.session_state["cd_scm_result"] = (learn_scm_graph(scm, n_tasks=int(n_tasks)), scm.truth_graph())
+        except (ValueError, RuntimeError, ImportError) as exc:  # PC needs causal-learn, a dev dependency
+            components.error_box(exc)
+if st.session_state.get("cd_scm_result"):
+    result, truth = st.session_state["cd_scm_result"]
+    m = st.columns(3)
+    m[0].metric("true edges", result["true_edges"])
+    m[1].metric("SHD, learned from interventions", result["shd"])
+    m[2].metric("SHD, PC", result.get("pc_shd", "n/a"))
+    views = learned_graph_views(result, truth)
+    cols = st.columns(len(views))
+    for col, (name, graph) in zip(cols, views.items(), strict=True):
+        with col:
+            components.plot(figures.scm_graph_figure(graph, title=name, height=320), key=f"cd_scm_{name}")
+    st.caption(
+        f"Tasks' intervened variables identified: {result['target_accuracy']:.0%}. "
+        "PC's undirected edges are drawn both ways."
     )
-    c = st.columns(4)
-    n_vars = c[0].number_input("variables", 4, 10, 6, key="cd_scm_vars")
-    n_tasks = c[1].number_input("tasks", 5, 200, 40, key="cd_scm_tasks")
-    graph_seed = c[2].number_input("graph seed", 0, 10_000, 0, key="cd_scm_seed")
-    c[3].markdown("&nbsp;")
-    if c[3].button("Learn the graph", key="cd_scm_run", width="stretch"):
-        scm = session.builtin_source("scm", num_variables=int(n_vars), seed=int(graph_seed))
-        with st.spinner("learning the graph and running PC ..."):
-            try:
-                st.session_state["cd_scm_result"] = (learn(scm, n_tasks=int(n_tasks)), scm.truth_graph())
-            except (ValueError, RuntimeError, ImportError) as exc:
-                components.error_box(exc)
-    if st.session_state.get("cd_scm_result"):
-        result, truth = st.session_state["cd_scm_result"]
-        m = st.columns(3)
-        m[0].metric("true edges", result["true_edges"])
-        m[1].metric("SHD, learned from interventions", result["shd"])
-        m[2].metric("SHD, PC", result.get("pc_shd", "n/a"))
-        views = logic.learned_graph_views(result, truth)
-        cols = st.columns(len(views))
-        for col, (name, graph) in zip(cols, views.items(), strict=True):
-            with col:
-                components.plot(figures.scm_graph_figure(graph, title=name, height=320), key=f"cd_scm_{name}")
-        st.caption(
-            f"Tasks' intervened variables identified: {result['target_accuracy']:.0%}. "
-            "PC's undirected edges are drawn both ways."
-        )

@@ -3,7 +3,10 @@
 import streamlit as st
 
 from engine import OneShotMetaLearningEngine
-from ui import components, logic, session
+from ui import components, session
+from ui.config_form import build_config, preset_values
+from ui.fit import engine_fit_problem
+from ui.jobs import training_job
 
 st.title("Causal one-shot meta-learning explorer")
 st.markdown(
@@ -27,21 +30,21 @@ st.markdown(
 src = session.source()
 eng = session.engine()
 w = session.worker("train")
-demo_ready = logic.source_kind(src) == "sinusoid" and logic.engine_fit_problem(eng, src) is None and eng.is_trained
+demo_ready = src.name == "sinusoid" and engine_fit_problem(eng, src) is None and eng.is_trained
 
 
 def start_demo() -> None:
     sine = session.builtin_source("sinusoid")
     session.set_source(sine)
-    values = logic.preset_values("sinusoid")
+    values = preset_values("sinusoid")
     components.apply_values(values)
-    cfg = logic.build_config(values, sine)
+    cfg = build_config(values, sine)
     fresh = OneShotMetaLearningEngine(cfg)
     fresh.initialize_for_source(sine)
     session.set_engine(fresh)
     msg = session.start_job(
         "train",
-        logic.training_job(fresh, sine, "demo: sinusoid MAML"),
+        training_job(fresh, sine, "demo: sinusoid MAML"),
         label="demo training",
         run_name="demo: sinusoid MAML",
         engines={"demo: sinusoid MAML": fresh},

@@ -4,7 +4,11 @@ import numpy as np
 import streamlit as st
 
 from engine.tasks import TaskError
-from ui import components, figures, logic, session
+from ui import components, figures, session
+from ui.adaptation import accuracy, masked_outputs, mse
+from ui.episodes import image_episode, make_episode, sample_vector_episode, sinusoid_grid, vector_task_choices
+from ui.tables import support_rows
+from ui.text import md_escape
 
 st.title("Interventions")
 st.markdown(
@@ -13,7 +17,7 @@ st.markdown(
     "held-out task without intervention; the sliders then change only its predictions."
 )
 src = session.source()
-kind = logic.source_kind(src)
+kind = src.name
 if not components.require_engine(src):
     st.stop()
 eng = session.engine()
@@ -33,20 +37,20 @@ try:
     if kind == "sinusoid":
         task = src.tasks("test", 1, seed=seed)[0]
         sup = task.sample_episode(cfg.support_shots, 0, np.random.default_rng(seed))
-        grid = logic.sinusoid_grid(src)
+        grid = sinusoid_grid(src)
         truth = task.function(grid)
-        episode = logic.make_episode(sup.support_x, sup.support_y, grid, truth, "regression", None, task.name)
+        episode = make_episode(sup.support_x, sup.support_y, grid, truth, "regression", None, task.name)
         what = f"y = {task.amplitude:.2f} · sin(x − {task.phase:.2f}) from {cfg.support_shots} point(s)"
     elif kind == "images":
-        task, episode = logic.image_episode(src, 1, 3, "test", seed)
+        task, episode = image_episode(src, 1, 3, "test", seed)
         class_names = [n.split("/")[-1] for n in task.class_names or []]
         what = f"{src.n_way}-way one-shot task over {', '.join(class_names)}"
     elif kind in ("tabular", "scm"):
-        choices = logic.vector_task_choices(src, n=8, seed=0)
+        choices = vector_task_choices(src, n=8, seed=0)
         names = list(choices)
         task = choices[names[seed % len(names)]]
-        episode = logic.sample_vector_episode(task, cfg.support_shots, cfg.query_shots, seed=seed)
-        class_names = getattr(src, "class_names", None)
+        episode = sample_vector_episode(task, cfg.support_shots, cfg.query_shots, seed=seed)
+        class_names = src.class_names
         what = (
             f"task {task.name}, {cfg.support_shots} support row(s) per class"
             if class_names
@@ -55,11 +59,11 @@ try:
     else:
         st.info("Interventions are shown for sinusoid, image, SCM and CSV tasks.")
         st.stop()
-    base = eng.one_shot_adapt_sync(episode)
+    eng.one_shot_adapt_sync(episode)  # the sliders below change only this adapted model's predictions
 except (TaskError, ValueError, RuntimeError) as exc:
     components.error_box(exc)
     st.stop()
-c[0].markdown(f"Held-out task: **{logic.md_escape(what)}**.")  # task and class names
+c[0].markdown(f"Held-out task: **{md_escape(what)}**.")  # task and class names
 
 # ------------------------------------------------------------------------------ the mask
 
@@ -85,8 +89,8 @@ st.button("All mechanisms on", on_click=reset_mask, key="iv_reset")
 st.subheader("Predictions without and with the intervention")
 qx = episode.query_x.numpy()
 qy = episode.query_y.numpy()
-before = logic.masked_outputs(eng, qx, None)
-after = logic.masked_outputs(eng, qx, mask)
+before = masked_outputs(eng, qx, None)
+after = masked_outputs(eng, qx, mask)
 
 
 def delta(a: float, b: float, scale: float = 1.0, unit: str = "") -> str | None:
@@ -97,11 +101,11 @@ def delta(a: float, b: float, scale: float = 1.0, unit: str = "") -> str | None:
 
 def mse_metrics() -> None:
     m = st.columns(2)
-    m[0].metric("MSE without intervention", f"{logic.mse(before, qy):.3g}")
+    m[0].metric("MSE without intervention", f"{mse(before, qy):.3g}")
     m[1].metric(
         "MSE with intervention",
-        f"{logic.mse(after, qy):.3g}",
-        delta=delta(logic.mse(after, qy), logic.mse(before, qy)),
+        f"{mse(after, qy):.3g}",
+        delta=delta(mse(after, qy), mse(before, qy)),
         delta_color="inverse",
     )
 
@@ -121,7 +125,7 @@ if kind == "sinusoid":
     )
 elif eng.task_type == "classification":
     m = st.columns(2)
-    acc_b, acc_a = logic.accuracy(before, qy), logic.accuracy(after, qy)
+    acc_b, acc_a = accuracy(before, qy), accuracy(after, qy)
     m[0].metric("query accuracy without intervention", f"{acc_b:.1%}")
     m[1].metric("query accuracy with intervention", f"{acc_a:.1%}", delta=delta(acc_a, acc_b, 100, " points"))
     names = class_names or [str(i) for i in range(before.shape[1])]
@@ -132,8 +136,8 @@ elif eng.task_type == "classification":
             components.image_row([qx[i]], [f"true: {names[int(qy[i])]}"], width=140)
         else:
             st.dataframe(
-                logic.support_rows(
-                    src, logic.make_episode(qx[i : i + 1], qy[i : i + 1], qx[:1], qy[:1], "classification", len(names))
+                support_rows(
+                    src, make_episode(qx[i : i + 1], qy[i : i + 1], qx[:1], qy[:1], "classification", len(names))
                 ),
                 hide_index=True,
             )
@@ -143,7 +147,7 @@ elif eng.task_type == "classification":
             key="iv_probs",
         )
 else:
-    unstd = getattr(src, "unstandardise_target", lambda v: v)
+    unstd = src.unstandardise_target if kind == "tabular" else (lambda v: v)
     t, b, a = (np.ravel(unstd(np.ravel(v))) for v in (qy, before, after))
     mse_metrics()
     left, right = st.columns(2)
@@ -161,7 +165,7 @@ st.markdown(
 ctx = (id(eng), ss.get("engine_version", 0), kind, seed, ss.get("source_version", 0))
 if st.button("Measure the effect of each mechanism", key="iv_effects"):
     try:
-        base_res, rows = logic.intervention_effects(eng, episode)
+        _, rows = eng.mechanism_effects_sync(episode)
         ss["iv_effects_data"] = {"ctx": ctx, "rows": rows}
     except (ValueError, RuntimeError) as exc:
         components.error_box(exc)
@@ -187,47 +191,41 @@ if eff and eff["ctx"] == ctx:
 
 # ------------------------------------------------------------------------------ hierarchical adaptation
 st.subheader("Hierarchical adaptation levels")
-if not hasattr(eng, "hierarchical_adapt_sync"):
-    st.info(
-        "Hierarchical adaptation (feature, structure, optimization levels) arrives with the causal mechanisms engine."
-    )
-else:
-    st.markdown(
-        "Adapt one level at a time, in order: **feature** (the input gates: which variables feed which "
-        "mechanism), **structure** (the mechanism gates), **optimization** (all weights, with the learned "
-        "rates). Each level's gain is the drop in query loss it caused."
-    )
-    levels = st.multiselect(
-        "levels, in order",
-        ["feature", "structure", "optimization"],
-        default=["feature", "structure", "optimization"],
-        key="iv_levels",
-    )
-    if st.button("Adapt level by level", key="iv_hier", disabled=not levels):
-        try:
-            res = eng.hierarchical_adapt_sync(episode, adaptation_levels=levels)
-            ss["iv_hier_data"] = {"ctx": ctx, "res": res}
-        except (ValueError, RuntimeError, KeyError) as exc:
-            components.error_box(exc)
-        eng.one_shot_adapt_sync(episode)  # leave the engine adapted as above
-    hier = ss.get("iv_hier_data")
-    if hier and hier["ctx"] == ctx and isinstance(hier["res"], dict) and hier["res"].get("levels"):
-        rows = hier["res"]["levels"]
-        metric = next((k[: -len("_after")] for k in rows[0] if k.endswith("_after") and k != "loss_after"), None)
-        cols = st.columns(len(rows))
-        for col, row in zip(cols, rows, strict=False):
-            with col:
-                st.markdown(f"**{row['level']}**")
-                st.metric(
-                    "query loss",
-                    f"{row['loss_after']:.3g}",
-                    delta=delta(row["loss_after"], row["loss_before"]),
-                    delta_color="inverse",
-                )
-                if metric:
-                    st.metric(metric, f"{row[f'{metric}_after']:.3g}")
-                if row.get("skipped"):
-                    st.caption(f"skipped: {row.get('reason', '')}")
-                elif row.get("note"):
-                    st.caption(row["note"])
-        components.plot(figures.levels_figure({r["level"]: r for r in rows}, "gain"), key="iv_levels_fig")
+st.markdown(
+    "Adapt one level at a time, in order: **feature** (the input gates: which variables feed which "
+    "mechanism), **structure** (the mechanism gates), **optimization** (all weights, with the learned "
+    "rates). Each level's gain is the drop in query loss it caused."
+)
+levels = st.multiselect(
+    "levels, in order",
+    ["feature", "structure", "optimization"],
+    default=["feature", "structure", "optimization"],
+    key="iv_levels",
+)
+if st.button("Adapt level by level", key="iv_hier", disabled=not levels):
+    try:
+        res = eng.hierarchical_adapt_sync(episode, adaptation_levels=levels)
+        ss["iv_hier_data"] = {"ctx": ctx, "res": res}
+    except (ValueError, RuntimeError, KeyError) as exc:
+        components.error_box(exc)
+    eng.one_shot_adapt_sync(episode)  # leave the engine adapted as above
+hier = ss.get("iv_hier_data")
+if hier and hier["ctx"] == ctx:
+    rows = hier["res"]["levels"]
+    metric = eng.learner.metric_name()
+    cols = st.columns(len(rows))
+    for col, row in zip(cols, rows, strict=True):
+        with col:
+            st.markdown(f"**{row['level']}**")
+            st.metric(
+                "query loss",
+                f"{row['loss_after']:.3g}",
+                delta=delta(row["loss_after"], row["loss_before"]),
+                delta_color="inverse",
+            )
+            st.metric(metric, f"{row[f'{metric}_after']:.3g}")
+            if row["skipped"]:
+                st.caption(f"skipped: {row['reason']}")
+            elif row.get("note"):
+                st.caption(row["note"])
+    components.plot(figures.levels_figure({r["level"]: r for r in rows}, "gain"), key="iv_levels_fig")

@@ -1,14 +1,12 @@
-"""Mechanisms: discovery by intervention, the mechanism table, insights and the graph.
-
-The engine functions called here arrive with the causal mechanisms engine; every call is
-guarded, so the page works (with a note) before they exist.
-"""
-
-import json
+"""Mechanisms: discovery by intervention, the mechanism table, insights and the graph."""
 
 import streamlit as st
 
-from ui import components, logic, session
+from engine.mechanism_graph import graph_to_graphml, graph_to_json, render_graph_html
+from ui import components, session
+from ui.discovery import filter_mechanisms, mechanisms_frame, score_discovery
+from ui.jobs import discovery_job
+from ui.text import md_escape
 
 st.title("Mechanisms")
 st.markdown(
@@ -21,44 +19,36 @@ st.markdown(
 src = session.source()
 eng = session.engine()
 w = session.worker("discovery")
-has_discovery = hasattr(eng, "discover_causal_patterns_sync")
-try:
-    from engine import mechanism_graph as graph_module  # noqa: F401  (arrives with the causal engine)
-except ImportError:
-    graph_module = None
 
 # ------------------------------------------------------------------------------ discovery
 st.subheader("Discover")
-if not has_discovery:
-    st.info("Mechanism discovery arrives with the causal mechanisms engine.")
-else:
-    usable = components.require_engine(src) if not w.running else True
-    c = st.columns([1, 1, 1, 1])
-    n_tasks = c[0].slider("tasks", 4, 64, 16, step=4, key="disc_tasks", help="Source tasks to intervene on.")
-    split = c[1].selectbox("from split", ["train", "val", "test"], key="disc_split")
-    n_held = c[2].slider(
-        "held-out tasks",
-        0,
-        32,
-        8,
-        step=4,
-        key="disc_held",
-        help="Test tasks on which the discovered priors' effectiveness is measured (0: not measured).",
-    )
-    c[3].markdown("&nbsp;")
-    if c[3].button("Run discovery", type="primary", disabled=not usable or w.running, key="disc_run", width="stretch"):
-        try:
-            tasks = src.tasks(split, int(n_tasks), seed=0)
-            held = src.tasks("test", int(n_held), seed=1) if n_held else None
-        except ValueError as exc:
-            components.error_box(exc)
-        else:
-            st.session_state["disc_tasks_used"] = tasks
-            msg = session.start_job("discovery", logic.discovery_job(eng, tasks, held), label="mechanism discovery")
-            if msg:
-                st.warning(msg)
-            st.rerun()
-    components.job_progress("discovery", "disc", "Discovery")
+usable = components.require_engine(src) if not w.running else True
+c = st.columns([1, 1, 1, 1])
+n_tasks = c[0].slider("tasks", 4, 64, 16, step=4, key="disc_tasks", help="Source tasks to intervene on.")
+split = c[1].selectbox("from split", ["train", "val", "test"], key="disc_split")
+n_held = c[2].slider(
+    "held-out tasks",
+    0,
+    32,
+    8,
+    step=4,
+    key="disc_held",
+    help="Test tasks on which the discovered priors' effectiveness is measured (0: not measured).",
+)
+c[3].markdown("&nbsp;")
+if c[3].button("Run discovery", type="primary", disabled=not usable or w.running, key="disc_run", width="stretch"):
+    try:
+        tasks = src.tasks(split, int(n_tasks), seed=0)
+        held = src.tasks("test", int(n_held), seed=1) if n_held else None
+    except ValueError as exc:
+        components.error_box(exc)
+    else:
+        st.session_state["disc_tasks_used"] = tasks
+        msg = session.start_job("discovery", discovery_job(eng, tasks, held), label="mechanism discovery")
+        if msg:
+            st.warning(msg)
+        st.rerun()
+components.job_progress("discovery", "disc", "Discovery")
 
 # ------------------------------------------------------------------------------ table
 st.subheader("Discovered mechanisms")
@@ -66,7 +56,7 @@ mechanisms = eng.discovered_mechanisms if not w.running else []
 if not mechanisms:
     st.caption("None yet: run discovery (after meta-training), or import a mechanisms JSON below.")
 else:
-    df = logic.mechanisms_frame(mechanisms)
+    df = mechanisms_frame(mechanisms)
     types = sorted({str(t) for t in df["mechanism_type"].dropna()})
     c = st.columns([2, 1, 1])
     chosen = c[0].multiselect("types", types, default=types, key="mech_types")
@@ -80,7 +70,7 @@ else:
         help="Rows below this strength are hidden (the engine keeps those above mechanism_threshold).",
     )
     min_conf = c[2].slider("least confidence", 0.0, 1.0, 0.0, 0.05, key="mech_conf")
-    shown = logic.filter_mechanisms(df, chosen, threshold, min_conf)
+    shown = filter_mechanisms(df, chosen, threshold, min_conf)
     st.dataframe(
         shown,
         hide_index=True,
@@ -93,20 +83,20 @@ else:
     st.caption(f"{len(shown)} of {len(df)} mechanisms shown. Effectiveness is empty until measured on held-out tasks.")
 
 # ------------------------------------------------------------------------------ report and truth
-report = getattr(eng, "discovery_report", None) if not w.running else None
+report = eng.discovery_report if not w.running else None
 if report:
     st.caption(
-        f"Last discovery: {report.get('kept', '?')} of {report.get('measured', '?')} measured effects kept "
-        f"(threshold {report.get('threshold', eng.config.mechanism_threshold)}), "
-        f"{float(report.get('elapsed_s') or 0):.1f} s." + (" Stopped early." if report.get("stopped_early") else "")
+        f"Last discovery: {report['kept']} of {report['measured']} measured effects kept "
+        f"(threshold {report['threshold']}), {report['elapsed_s']:.1f} s."
+        + (" Stopped early." if report["stopped_early"] else "")
     )
 used = st.session_state.get("disc_tasks_used") or []
 if mechanisms and used:
     try:
-        score = logic.score_discovery(eng, used)
+        score = score_discovery(eng, used)
     except (ValueError, KeyError) as exc:
         score = None
-        st.caption(f"Not scored against the truth: {logic.md_escape(exc)}")
+        st.caption(f"Not scored against the truth: {md_escape(exc)}")
     if score:
         st.markdown(
             "**Against the known truth** (SCM tasks): features found to cause the output vs the target's true parents"
@@ -115,38 +105,36 @@ if mechanisms and used:
         c[0].metric("precision", f"{score['precision']:.2f}")
         c[1].metric("recall", f"{score['recall']:.2f}")
         c[2].metric("F1", f"{score['f1']:.2f}")
-        acc = score.get("intervened_accuracy")
+        acc = score["intervened_accuracy"]
         c[3].metric("intervened variables found", "–" if acc is None else f"{acc:.0%}")
         st.caption(
             f"true parents: {', '.join(score['true_parents'])} · found: {', '.join(score['predicted_parents']) or 'none'}"
         )
 
 # ------------------------------------------------------------------------------ insights
-if mechanisms and hasattr(eng, "get_mechanism_insights"):
+if mechanisms:
     try:
         insights = eng.get_mechanism_insights()
     except (ValueError, RuntimeError) as exc:
         components.error_box(exc)
     else:
         c = st.columns(2)
-        c[0].metric("mechanisms", insights.get("total_mechanisms", len(mechanisms)))
-        avg = insights.get("average_effectiveness")
+        c[0].metric("mechanisms", insights["total_mechanisms"])
+        avg = insights["average_effectiveness"]
         c[1].metric("average effectiveness", "not measured" if avg is None else f"{avg:.3g}")
-        if insights.get("strongest_mechanisms"):
+        if insights["strongest_mechanisms"]:
             st.markdown("**Strongest**")
             st.dataframe(insights["strongest_mechanisms"], hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------------------ graph
 st.subheader("Mechanism graph")
-if graph_module is None or not hasattr(eng, "mechanism_graph"):
-    st.info("The interactive mechanism graph arrives with the causal mechanisms engine.")
-elif not mechanisms:
+if not mechanisms:
     st.caption("The graph appears once mechanisms are discovered.")
 else:
     try:
-        truth = src.truth_graph() if logic.source_kind(src) == "scm" else None
+        truth = src.truth_graph() if src.name == "scm" else None
         graph = eng.mechanism_graph(truth) if truth is not None else eng.mechanism_graph()
-        html = graph_module.render_graph_html(graph)
+        html = render_graph_html(graph)
     except (ValueError, RuntimeError, KeyError) as exc:
         components.error_box(exc)
     else:
@@ -155,13 +143,13 @@ else:
         d[0].download_button("Download graph (HTML)", html, file_name="mechanism_graph.html", mime="text/html")
         d[1].download_button(
             "Download graph (GraphML)",
-            graph_module.graph_to_graphml(graph),
+            graph_to_graphml(graph),
             file_name="mechanism_graph.graphml",
             mime="application/xml",
         )
         d[2].download_button(
             "Download graph (JSON)",
-            graph_module.graph_to_json(graph),
+            graph_to_json(graph),
             file_name="mechanism_graph.json",
             mime="application/json",
         )
@@ -171,16 +159,13 @@ st.subheader("Export and import")
 left, right = st.columns(2)
 with left:
     if mechanisms:
-        if hasattr(eng, "export_mechanisms"):
-            path = session.session_dir() / "mechanisms.json"
-            try:
-                eng.export_mechanisms(path)
-                data = path.read_bytes()
-            except (OSError, ValueError) as exc:
-                components.error_box(exc)
-                data = None
-        else:
-            data = json.dumps(mechanisms, indent=2, default=str).encode()
+        path = session.session_dir() / "mechanisms.json"
+        try:
+            eng.export_mechanisms(path)
+            data = path.read_bytes()
+        except (OSError, ValueError) as exc:
+            components.error_box(exc)
+            data = None
         if data:
             st.download_button(
                 "Download mechanisms JSON", data, file_name="mechanisms.json", mime="application/json", key="mech_dl"
@@ -188,19 +173,16 @@ with left:
     else:
         st.caption("Nothing to export yet.")
 with right:
-    if hasattr(eng, "import_mechanisms"):
-        up = st.file_uploader("mechanisms JSON", type=["json"], key="mech_upload")
-        if up is not None and st.button("Import", key="mech_import", disabled=w.running):
-            path = session.session_dir() / "import-mechanisms.json"
-            path.write_bytes(up.getvalue())
-            try:
-                n = eng.import_mechanisms(path)
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                components.error_box(exc)
-            else:
-                st.session_state["mech_msg"] = f"Imported {n if isinstance(n, int) else 'the'} mechanisms."
-                st.rerun()
-        if st.session_state.get("mech_msg"):
-            st.success(st.session_state.pop("mech_msg"))
-    else:
-        st.caption("Importing mechanisms arrives with the causal mechanisms engine.")
+    up = st.file_uploader("mechanisms JSON", type=["json"], key="mech_upload")
+    if up is not None and st.button("Import", key="mech_import", disabled=w.running):
+        path = session.session_dir() / "import-mechanisms.json"
+        path.write_bytes(up.getvalue())
+        try:
+            n = eng.import_mechanisms(path)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            components.error_box(exc)
+        else:
+            st.session_state["mech_msg"] = f"Imported {n} mechanisms."
+            st.rerun()
+    if st.session_state.get("mech_msg"):
+        st.success(st.session_state.pop("mech_msg"))

@@ -4,8 +4,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.tasks import EXAMPLE_CSV, ImageTaskSource, TaskError
-from ui import components, figures, logic, session
+from engine.tasks import EXAMPLE_CSV, OMNIGLOT_DIR, TaskError, make_task_source
+from ui import components, figures, session
+from ui.config_form import preset_values
+from ui.episodes import image_episode, sample_vector_episode, sinusoid_preview
+from ui.sources import guess_columns, read_csv_upload, source_label, tabular_source
+from ui.tables import episode_table, target_name
+from ui.text import md_escape
 
 st.title("Tasks")
 st.markdown(
@@ -22,7 +27,7 @@ CHOICES = {
     "upload_zip": "Upload an image zip",
 }
 current = session.source()
-st.caption(f"In use now: **{logic.md_escape(logic.source_label(current))}**")
+st.caption(f"In use now: **{md_escape(source_label(current))}**")
 
 kind = st.radio(
     "Task source",
@@ -92,7 +97,7 @@ elif kind == "images":
         candidate, problem = build(
             session.builtin_source,
             "images",
-            zip_name=zip_name,
+            path=OMNIGLOT_DIR / zip_name,
             n_way=int(n_way),
             within_group=within,
             rotations=rot,
@@ -105,7 +110,9 @@ elif kind == "example_csv":
         "coefficients); humidity is correlated but not a cause; failure (0/1) is caused by vibration and humidity."
     )
     target = st.selectbox("target", ["yield", "failure"], key="ex_target")
-    candidate, problem = build(session.builtin_source, "example_csv", target_column=target, task_column="plant")
+    candidate, problem = build(
+        session.builtin_source, "tabular", data=EXAMPLE_CSV, target_column=target, task_column="plant"
+    )
     frame = pd.read_csv(EXAMPLE_CSV)
 elif kind == "upload_csv":
     st.markdown(
@@ -115,11 +122,11 @@ elif kind == "upload_csv":
     up = st.file_uploader("CSV file", type=["csv"], key="csv_upload")
     if up is not None:
         try:
-            frame = logic.read_csv_upload(up.getvalue(), up.name)
+            frame = read_csv_upload(up.getvalue(), up.name)
         except TaskError as exc:
-            st.error(logic.md_escape(exc))
+            st.error(md_escape(exc))
         if frame is not None:
-            tgt0, task0 = logic.guess_columns(frame)
+            tgt0, task0 = guess_columns(frame)
             cols = list(frame.columns)
             c = st.columns(3)
             target = c[0].selectbox("target column", cols, index=cols.index(tgt0), key="csv_target")
@@ -129,9 +136,9 @@ elif kind == "upload_csv":
             feats = st.multiselect(
                 "feature columns", feats_all, default=feats_all, key=f"csv_feats_{target}_{task_col}"
             )
-            candidate, problem = build(logic.tabular_source, frame, target, task_col, feats, ttype)
+            candidate, problem = build(tabular_source, frame, target, task_col, feats, ttype)
             if problem:
-                st.error(logic.md_escape(problem))
+                st.error(md_escape(problem))
                 problem = None
 elif kind == "upload_zip":
     st.markdown(
@@ -143,18 +150,20 @@ elif kind == "upload_zip":
     n_way = c[0].number_input("classes per task (N-way)", 2, 20, 5, key="zip_nway")
     within = c[1].checkbox("within one group", key="zip_within")
     if up is not None:
-        candidate, problem = build(ImageTaskSource, up.getvalue(), n_way=int(n_way), within_group=within)
+        candidate, problem = build(
+            make_task_source, "images", path=up.getvalue(), n_way=int(n_way), within_group=within
+        )
         if candidate is not None:
             try:  # a held-out episode must be drawable, else the source is not usable
-                logic.image_episode(candidate, 1, 1, "test", 0)
+                image_episode(candidate, 1, 1, "test", 0)
             except TaskError as exc:
                 candidate, problem = None, str(exc)
         if problem:
-            st.error(logic.md_escape(problem))
+            st.error(md_escape(problem))
             problem = None
 
 if problem:
-    st.error(logic.md_escape(problem))
+    st.error(md_escape(problem))
 
 if candidate is not None:
     in_use = candidate is current
@@ -166,11 +175,9 @@ if candidate is not None:
         key="use_source",
     ):
         session.set_source(candidate)
-        kind_now = logic.source_kind(candidate)
-        components.apply_values(logic.preset_values(kind_now, session.config_values()))
+        components.apply_values(preset_values(candidate.name, session.config_values()))
         st.session_state["source_msg"] = (
-            f"Now using {logic.md_escape(logic.source_label(candidate))}. "
-            "The Meta-train page got recommended settings for it."
+            f"Now using {md_escape(source_label(candidate))}. The Meta-train page got recommended settings for it."
         )
         st.rerun()
     if st.session_state.get("source_msg"):
@@ -186,10 +193,10 @@ if candidate is not None:
     if st.button("Draw other episodes", key="preview_again"):
         st.session_state["preview_seed"] = pseed + 1
         st.rerun()
-    ck = logic.source_kind(candidate)
+    ck = candidate.name
     try:
         if ck == "sinusoid":
-            curves, points = logic.sinusoid_preview(candidate, 4, 5, seed=pseed)
+            curves, points = sinusoid_preview(candidate, 4, 5, seed=pseed)
             components.plot(
                 figures.curves_figure(curves, points, title="four training tasks, each with a 5-point support set"),
                 key="prev_sine",
@@ -210,7 +217,7 @@ if candidate is not None:
             with right:
                 ep = task.sample_episode(3, 5, np.random.default_rng(pseed))
                 st.dataframe(
-                    logic.episode_table(ep, candidate.feature_names, candidate.class_names, candidate.target),
+                    episode_table(ep, candidate.feature_names, candidate.class_names, target_name(candidate)),
                     hide_index=True,
                     width="stretch",
                 )
@@ -220,10 +227,10 @@ if candidate is not None:
                         terms = " + ".join(f"{t['weight']:+.2f}·{t['function']}({t['parent']})" for t in m["terms"])
                         st.markdown(f"`{v} = {terms or 'noise'}` (noise sd {m['noise_std']:.2g})")
         elif ck == "images":
-            task, ep = logic.image_episode(candidate, 1, 3, "train", pseed)
+            task, ep = image_episode(candidate, 1, 3, "train", pseed)
             st.caption(
                 f"{info['images']} images, classes train/val/test = {info['classes']['train']}/"
-                f"{info['classes']['val']}/{info['classes']['test']}, groups: {logic.md_escape(', '.join(info['groups']))}"
+                f"{info['classes']['val']}/{info['classes']['test']}, groups: {md_escape(', '.join(info['groups']))}"
             )
             sx, sy = ep.support_x.numpy(), ep.support_y.numpy()
             qx, qy = ep.query_x.numpy(), ep.query_y.numpy()
@@ -245,12 +252,12 @@ if candidate is not None:
                 hide_index=True,
             )
             task = candidate.all_tasks("train")[0]
-            ep = logic.sample_vector_episode(task, 2, 4, seed=pseed)
+            ep = sample_vector_episode(task, 2, 4, seed=pseed)
             st.markdown(
-                f"One episode of task **{logic.md_escape(task.name)}** (standardised features, as the model sees them):"
+                f"One episode of task **{md_escape(task.name)}** (standardised features, as the model sees them):"
             )
             st.dataframe(
-                logic.episode_table(ep, candidate.feature_names, candidate.class_names, candidate.target_column),
+                episode_table(ep, candidate.feature_names, candidate.class_names, target_name(candidate)),
                 hide_index=True,
                 width="stretch",
             )
@@ -258,4 +265,4 @@ if candidate is not None:
                 with st.expander("the CSV's first rows"):
                     st.dataframe(frame.head(20), hide_index=True)
     except TaskError as exc:
-        st.error(logic.md_escape(exc))
+        st.error(md_escape(exc))

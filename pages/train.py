@@ -6,15 +6,20 @@ import streamlit as st
 
 from engine import CheckpointError, ConfigError, OneShotMetaLearningEngine
 from engine.checkpoint import checkpoint_zip_bytes
-from ui import components, figures, logic, session
+from ui import components, figures, session
+from ui.config_form import build_config, plain_baseline, preset_values
+from ui.fit import check_algorithm_fits, engine_fit_problem
+from ui.jobs import training_job
+from ui.sources import source_label
+from ui.text import md_escape
 
 st.title("Meta-train")
 src = session.source()
 eng = session.engine()
 w = session.worker("train")
 busy = session.running_job() is not None  # any job of this session (training, discovery, ...)
-kind = logic.source_kind(src)
-st.caption(f"Task source: **{logic.md_escape(logic.source_label(src))}** (change it on the Tasks page)")
+kind = src.name
+st.caption(f"Task source: **{md_escape(source_label(src))}** (change it on the Tasks page)")
 
 # ------------------------------------------------------------------------------ settings
 head = st.columns([3, 1])
@@ -22,7 +27,7 @@ head[0].subheader("Settings")
 
 
 def use_preset() -> None:
-    components.apply_values(logic.preset_values(kind, session.config_values()))
+    components.apply_values(preset_values(kind, session.config_values()))
 
 
 head[1].button(
@@ -36,12 +41,12 @@ values = components.config_form(src, disabled=busy)
 
 config, problem = None, None
 try:
-    config = logic.build_config(values, src)
-    problem = logic.check_algorithm_fits(config, src)
+    config = build_config(values, src)
+    problem = check_algorithm_fits(config, src)
 except ConfigError as exc:
     problem = str(exc)
 if problem:
-    st.error(logic.md_escape(problem))
+    st.error(md_escape(problem))
 
 # ------------------------------------------------------------------------------ run controls
 st.subheader("Run")
@@ -57,7 +62,7 @@ with_baseline = c[1].checkbox(
     disabled=w.running,
 )
 start = c[2].button("Start", type="primary", disabled=busy or config is None or bool(problem), width="stretch")
-can_continue = eng.is_trained and logic.engine_fit_problem(eng, src) is None and not busy
+can_continue = eng.is_trained and engine_fit_problem(eng, src) is None and not busy
 cont = c[3].button(
     "Continue",
     disabled=not can_continue,
@@ -71,18 +76,18 @@ if start and config is not None:
     try:
         fresh.initialize_for_source(src)
     except ValueError as exc:
-        st.error(logic.md_escape(exc))
+        st.error(md_escape(exc))
     else:
         session.set_engine(fresh)
         engines = {name: fresh}
         baseline = None
         if with_baseline:
             bname = f"{name} (plain baseline)"
-            beng = OneShotMetaLearningEngine(logic.plain_baseline(config))
+            beng = OneShotMetaLearningEngine(plain_baseline(config))
             baseline = (beng, bname)
             engines[bname] = beng
         msg = session.start_job(
-            "train", logic.training_job(fresh, src, name, baseline), label=name, run_name=name, engines=engines
+            "train", training_job(fresh, src, name, baseline), label=name, run_name=name, engines=engines
         )
         if msg:
             st.warning(msg)
@@ -94,7 +99,7 @@ if cont:
     base = eng.history.to_dict() if eng.history else None
     msg = session.start_job(
         "train",
-        logic.training_job(eng, src, name),
+        training_job(eng, src, name),
         label=name,
         run_name=name,
         engines={name: eng},
@@ -161,7 +166,7 @@ with left:
             path = eng.save_sync(session.session_dir() / f"{safe}.zip")
             st.session_state["ck_bytes"] = (f"{safe}.zip", checkpoint_zip_bytes(path))
         except (OSError, ValueError, RuntimeError) as exc:
-            st.error(f"Could not save the checkpoint: {logic.md_escape(exc)}")
+            st.error(f"Could not save the checkpoint: {md_escape(exc)}")
     if st.session_state.get("ck_bytes"):
         fname, data = st.session_state["ck_bytes"]
         st.download_button(
@@ -175,7 +180,7 @@ with right:
         try:
             loaded.load_bytes_sync(up.getvalue(), up.name)
         except (CheckpointError, ConfigError, ValueError) as exc:
-            st.error(logic.md_escape(exc))
+            st.error(md_escape(exc))
         else:
             session.set_engine(loaded)
             if loaded.history is not None and loaded.history.iteration:
@@ -185,9 +190,9 @@ with right:
             if trained_on == "sinusoid" and kind != "sinusoid":
                 session.set_source(session.builtin_source("sinusoid"))
                 note = " The task source was switched to sinusoid to match it."
-            elif logic.engine_fit_problem(loaded, src):
-                note = f" It was trained on '{logic.md_escape(trained_on)}' tasks: choose matching tasks on the Tasks page."
-            st.session_state["ck_msg"] = f"Loaded {logic.md_escape(up.name)} ({loaded.config.algorithm.name}).{note}"
+            elif engine_fit_problem(loaded, src):
+                note = f" It was trained on '{md_escape(trained_on)}' tasks: choose matching tasks on the Tasks page."
+            st.session_state["ck_msg"] = f"Loaded {md_escape(up.name)} ({loaded.config.algorithm.name}).{note}"
             st.rerun()
     if st.session_state.get("ck_msg"):
         st.success(st.session_state.pop("ck_msg"))

@@ -33,6 +33,7 @@ def test_a_libc_without_mallopt_is_left_alone(monkeypatch) -> None:
     assert not allocator.keep_freed_memory()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
 def test_freed_tensor_pages_are_reused_without_new_page_faults() -> None:
     # A fresh process allocates and frees a 64 MB tensor 20 times: with the thresholds raised the

@@ -171,9 +171,9 @@ def main_text(pg) -> str:
 def assert_inert(pg, *literals: str) -> None:
     """Nothing ran, nothing was built from a name, and each literal is shown as text."""
     wait_idle(pg)
-    # On a loaded machine the browser can draw an element after wait_idle saw the script run end
-    # (CI once read the Tasks page before its "feature columns" select, which shows a name, was
-    # there): wait for the literals, then check the page as it is then.
+    # On a loaded machine the browser can draw an element (such as the Tasks page's "feature columns"
+    # select, which shows a name) after wait_idle saw the script run end: wait for the literals, then
+    # check the page as it is then.
     text = main_text(pg)
     deadline = time.monotonic() + 30
     while not all(lit in text for lit in literals) and time.monotonic() < deadline:

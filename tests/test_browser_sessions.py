@@ -27,8 +27,8 @@ from ui.worker import OS_THREAD_NAME
 
 pytestmark = pytest.mark.browser
 
-# Long enough for a poll on a loaded 2-core machine (6 s was not: on CI, B's first poll after
-# Start came later than that while both sessions trained), short for the test.
+# Long enough for a poll on a loaded 2-core machine, where a session's first poll after Start can
+# come more than 6 s later while both sessions train; short for the test.
 HEARTBEAT_S = 12
 RUN_B = "session B run"
 DEMO_ITERATIONS = 4000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
 
 from engine.causal_direction import (
     learn_scm_graph,
@@ -69,7 +68,6 @@ def test_scm_graph_is_learned_from_interventional_tasks() -> None:
 
 
 def test_scm_graph_beats_pc_on_the_same_data() -> None:
-    pytest.importorskip("causallearn")
     source = SCMTaskSource(num_variables=6, seed=2)
     out = learn_scm_graph(source, n_tasks=30, samples_per_task=150, seed=0, compare_pc=True)
     assert out["shd"] < out["pc_shd"]

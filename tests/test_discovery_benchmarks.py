@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from benchmarks import bench_causal_direction, bench_priors, bench_scm_recovery
 
 
@@ -18,8 +16,7 @@ def test_bench_priors_smoke() -> None:
 
 
 def test_bench_scm_recovery_smoke(omniglot_dir) -> None:
-    if not (omniglot_dir / "images_background_small1.zip").exists():
-        pytest.skip("Omniglot minimal set not available")
+    assert (omniglot_dir / "images_background_small1.zip").exists(), "assets/omniglot ships the Omniglot minimal set"
     out = bench_scm_recovery.main(
         "--graphs 1 --iterations 5 --tasks 6 --image-iterations 2 --image-tasks 2 --image-episodes 2 "
         "--ks 1 --threads 1 --no-write".split()
@@ -29,7 +26,6 @@ def test_bench_scm_recovery_smoke(omniglot_dir) -> None:
 
 
 def test_bench_causal_direction_smoke() -> None:
-    pytest.importorskip("causallearn")
     out = bench_causal_direction.main(
         "--seeds 2 --episodes 20 --sizes 5 --graphs 1 --tasks 10 --samples 60 --no-write".split()
     )

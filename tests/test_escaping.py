@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.mechanism_graph import build_mechanism_graph, render_graph_html
-from ui import figures, logic
+from ui import figures
+from ui.text import md_escape
 
 PAYLOADS = [
     '<img src=x onerror="window.__pwned=1">',
@@ -26,7 +27,7 @@ MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
 
 @pytest.mark.parametrize("text", PAYLOADS)
 def test_md_escape_leaves_no_special_character_unescaped(text):
-    out = logic.md_escape(text)
+    out = md_escape(text)
     i = 0
     while i < len(out):  # every special character comes as a backslash pair
         if out[i] == "\\":
@@ -60,7 +61,7 @@ def test_image_captions_are_escaped_markdown():
     at = AppTest.from_function(app).run()
     assert not at.exception
     captions = [img.caption for img in at.get("image")[0].proto.imgs]
-    assert captions == [logic.md_escape("**strong** a"), logic.md_escape("<b>b</b>")]
+    assert captions == [md_escape("**strong** a"), md_escape("<b>b</b>")]
 
 
 def test_mechanism_graph_names_reach_vis_as_text_inside_escaped_json():

@@ -200,6 +200,7 @@ def _version_of(path: Path, base: dict[str, torch.Tensor]) -> int:
     return v
 
 
+@pytest.mark.slow
 def test_checkpoint_saves_killed_at_random_moments_never_leave_a_bad_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.tasks import ImageTaskSource, TaskError, clear_image_cache, load_images
-from engine.tasks import images as img_mod
-from engine.tasks.images import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES
+from engine.tasks import image_archive as img_mod
+from engine.tasks.image_archive import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Hostile CSV inputs: every one gives the reader's TaskError naming the problem.
 
 Covers the engine reader (TabularTaskSource / read_csv, paths, bytes and file objects) and
-the app's upload path (ui.logic.read_csv_upload), plus property tests: arbitrary bytes,
+the app's upload path (ui.sources.read_csv_upload), plus property tests: arbitrary bytes,
 text and small random tables either build a valid task source or raise TaskError.
 Every hostile file is generated here; nothing is written outside tmp_path.
 """
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine.tasks import TabularTaskSource, TaskError, make_task_source
 from engine.tasks import tabular as tab
 from engine.tasks.tabular import MAX_CLASSES, MAX_COLUMNS, MAX_ROWS, read_csv
-from ui import logic
+from ui.sources import read_csv_upload
 
 
 def _rows(n_tasks: int = 3, rows: int = 12, target=lambda i: i % 2) -> str:
@@ -55,16 +55,16 @@ def test_empty_file_bytes_and_upload(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match=r"empty \(no header row\)"):
         _src(b"\n\n  \r\n")
     with pytest.raises(TaskError, match="up.csv is empty"):
-        logic.read_csv_upload(b"", "up.csv")
+        read_csv_upload(b"", "up.csv")
     with pytest.raises(TaskError, match=r"up.csv is empty \(no header row\)"):
-        logic.read_csv_upload(b"\n\n", "up.csv")
+        read_csv_upload(b"\n\n", "up.csv")
 
 
 def test_header_only() -> None:
     with pytest.raises(TaskError, match="header but no data rows"):
         _src(b"task,a,b,y\n")
     with pytest.raises(TaskError, match="no data rows"):
-        logic.read_csv_upload(b"task,a,b,y\n", "h.csv")
+        read_csv_upload(b"task,a,b,y\n", "h.csv")
 
 
 def test_no_header_row_is_named() -> None:
@@ -156,7 +156,7 @@ def test_too_many_columns() -> None:
     with pytest.raises(TaskError, match=rf"{MAX_COLUMNS + 1} columns, more than MAX_COLUMNS={MAX_COLUMNS}"):
         _src(data)
     with pytest.raises(TaskError, match="MAX_COLUMNS"):
-        logic.read_csv_upload(data, "wide.csv")
+        read_csv_upload(data, "wide.csv")
     wide = pd.DataFrame(np.zeros((2, MAX_COLUMNS + 1)), columns=names)
     with pytest.raises(TaskError, match="MAX_COLUMNS"):
         _src(wide)
@@ -211,7 +211,7 @@ def test_utf16_and_utf32(encoding: str) -> None:
     with pytest.raises(TaskError, match="UTF-16 text|NUL bytes: it is a binary file or UTF-16 text"):
         _src(GOOD.encode(encoding))
     with pytest.raises(TaskError, match="u.csv .*UTF-16"):
-        logic.read_csv_upload(GOOD.encode(encoding), "u.csv")
+        read_csv_upload(GOOD.encode(encoding), "u.csv")
 
 
 def test_latin1_and_invalid_utf8() -> None:
@@ -221,7 +221,7 @@ def test_latin1_and_invalid_utf8() -> None:
     with pytest.raises(TaskError, match=r"not UTF-8 text \(byte 0xff"):
         _src(b"task,a,b,y\n\xff\xfe\xfa,1,2,3\n")
     with pytest.raises(TaskError, match=r"l.csv is not UTF-8 text"):
-        logic.read_csv_upload(latin, "l.csv")
+        read_csv_upload(latin, "l.csv")
     # UTF-8 with a byte-order mark (Excel's "CSV UTF-8") is fine, and so is UTF-8 text.
     assert _src(b"\xef\xbb\xbf" + GOOD.encode()).feature_names == ["a", "b"]
     assert _src(GOOD.replace("task,a,", "task,café,").encode()).feature_names == ["café", "b"]
@@ -250,7 +250,7 @@ def test_binary_file_named_csv(tmp_path: Path) -> None:
         with pytest.raises(TaskError, match="binary file|not UTF-8 text"):
             _src(path)
         with pytest.raises(TaskError, match="binary file|not UTF-8 text"):
-            logic.read_csv_upload(blob, f"{kind}.csv")
+            read_csv_upload(blob, f"{kind}.csv")
     with pytest.raises(TaskError, match="NUL characters"):
         _src(io.StringIO(GOOD.replace("t1", "t\x001")))
 
@@ -259,7 +259,7 @@ def test_duplicate_column_names() -> None:
     with pytest.raises(TaskError, match=r"duplicate column names \['a'\]"):
         _src(GOOD.replace("task,a,b,y", "task,a,a,y").encode())
     with pytest.raises(TaskError, match=r"duplicate column names \['y'\]"):
-        logic.read_csv_upload(GOOD.replace("task,a,b,y", "task,a,y,y").encode(), "d.csv")
+        read_csv_upload(GOOD.replace("task,a,b,y", "task,a,y,y").encode(), "d.csv")
     # pandas would rename a second "a" to "a.1": a real "a.1" column is not a duplicate.
     assert _src(GOOD.replace("task,a,b,y", "task,a,a.1,y").encode()).feature_names == ["a", "a.1"]
     frame = pd.DataFrame(np.zeros((4, 3)), columns=["a", "a", "y"]).assign(task=["p", "q"] * 2)
@@ -366,7 +366,7 @@ def _must_build_or_refuse(data, **kw) -> None:
 def test_property_arbitrary_bytes(data: bytes) -> None:
     _must_build_or_refuse(data)
     try:
-        logic.read_csv_upload(data, "up.csv")
+        read_csv_upload(data, "up.csv")
     except TaskError:
         pass
 

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from engine.tasks import ImageTaskSource, TaskError, clear_image_cache
-from engine.tasks import images as img_mod
-from engine.tasks.images import DEFAULT_MAX_PIXELS, decode_image
+from engine.tasks import image_archive as img_mod
+from engine.tasks.image_archive import DEFAULT_MAX_PIXELS, decode_image
 from ui.images import MAX_BYTES, ImageInputError, image_bytes_to_array, images_to_batch
 
 SIZE = 16

@@ -8,7 +8,7 @@ import torch
 
 from engine import OneShotMetaLearningConfig, create_one_shot_meta_learning_engine
 from engine.algorithms import make_learner
-from engine.discovery import FeatureUnit, Probe
+from engine.causal.probe import FeatureUnit, Probe
 from engine.interventions import create_intervention_mask, hierarchical_adapt
 from engine.model import CausalMetaModel
 from engine.tasks import SinusoidTaskSource
@@ -130,7 +130,7 @@ def test_adapt_with_intervention_reports_the_change() -> None:
 
 
 def test_image_patches_tile_the_image_and_occlude_only_their_pixels() -> None:
-    from engine.discovery import feature_units
+    from engine.causal.probe import feature_units
 
     units = feature_units((1, 28, 28))
     assert len(units) == 16 and units[0].patch == (0, 7, 0, 7) and units[-1].patch == (21, 28, 21, 28)
@@ -146,3 +146,29 @@ def test_image_patches_tile_the_image_and_occlude_only_their_pixels() -> None:
     out[..., r0:r1, c0:c1] = x[..., r0:r1, c0:c1]
     assert torch.equal(out, x)  # nothing else changed, and the input was not modified
     assert len(feature_units((1, 30, 30), patch_size=8)) == 16  # edge patches take the remainder
+
+
+def test_mechanism_effects_are_the_single_mechanism_interventions() -> None:
+    """mechanism_effects_sync's do(c_k := 0) per mechanism gives the loss change that
+    adapt_with_intervention_sync reports for the mask switching mechanism k off alone."""
+    eng = _sin_engine(num_meta_iterations=4, meta_batch_size=2)
+    eng.meta_train_sync(SinusoidTaskSource())
+    task = SinusoidTaskSource().tasks("test", 1, seed=5)[0]
+    base, rows = eng.mechanism_effects_sync(task, seed=3)
+    plain = eng.one_shot_adapt_sync(task, seed=3)
+    assert base["adaptation_quality"] == plain["adaptation_quality"] and base["predictions"] == plain["predictions"]
+    assert [r["mechanism"] for r in rows] == [f"mechanism {k}" for k in range(eng.model.num_mechanisms)]
+    for k, row in enumerate(rows):
+        out = eng.adapt_with_intervention_sync(task, intervention_mask=eng.create_intervention_mask([k]), seed=3)
+        assert row["effect"] == pytest.approx(out["intervention"]["effect"], rel=1e-6, abs=1e-9)
+        assert row["loss_off"] == pytest.approx(out["adaptation_quality"]["loss"], rel=1e-6, abs=1e-9)
+        assert row["metric"] == "mse"
+        change = out["adaptation_quality"]["mse"] - base["adaptation_quality"]["mse"]
+        assert row["metric_change"] == pytest.approx(change, rel=1e-6, abs=1e-9)
+    assert any(abs(r["effect"]) > 1e-6 for r in rows)
+    # the engine is left adapted without intervention
+    x = torch.linspace(-5, 5, 7).reshape(-1, 1)
+    eng.mechanism_effects_sync(task, seed=3)
+    after_effects = eng.predict_sync(x)
+    eng.one_shot_adapt_sync(task, seed=3)
+    assert torch.equal(after_effects, eng.predict_sync(x))

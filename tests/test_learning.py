@@ -32,6 +32,8 @@ OMNI = dict(
     seed=0,
 )
 
+pytestmark = pytest.mark.slow  # every test here trains a learner for seconds
+
 
 def _held_out(eng, source, episodes=100):
     return eng.evaluate_sync(source, "test", episodes=episodes, seed=99)

@@ -216,3 +216,32 @@ def test_any_valid_record_survives_json(
     text = json.dumps(mech.mechanisms_document([r]))
     back, _ = parse_mechanisms(text)
     assert CausalMechanism.from_dict(back[0]) == r
+
+
+def test_mechanism_store_holds_typed_records_and_keeps_its_state_consistent(tmp_path) -> None:
+    import networkx as nx
+
+    from engine.causal.store import MechanismStore
+
+    priors = {"mechanism_rates": [1.0, 0.5], "effectiveness": 0.2}
+    store = MechanismStore([record(), record(source="X2")], priors)
+    assert all(isinstance(r, CausalMechanism) for r in store.records)
+    assert [r.key for r in store.records] == [("FEATURE_TRANSFER", s, "output") for s in ("X1", "X2")]
+    snapshot = store.as_dicts()
+    snapshot[0]["reuse_count"] = 99  # the dicts are copies: the store is unchanged
+    assert store.records[0].reuse_count == 2 and store.strength_scale() == 0.25
+    # a discovery run that measured no priors keeps the current ones; its report replaces the last
+    store.take_discovery([CausalMechanism.from_dict(record(source="X3"))], {"kept": 1}, None)
+    assert [r.source for r in store.records] == ["X3"] and store.priors == priors and store.report == {"kept": 1}
+    # export -> import round trip, and priors for another mechanism count are refused whole
+    path = store.export(tmp_path / "m.json", {"algorithm": "MAML_CAUSAL"})
+    other = MechanismStore()
+    assert other.import_records(path, 2) == 1 and other.as_dicts() == store.as_dicts() and other.priors == priors
+    with pytest.raises(MechanismFormatError, match="2 rates but the model has 3"):
+        MechanismStore().import_records(path, 3)
+    # a known graph keeps only the output's parents among feature -> output records
+    both = MechanismStore([record(), record(source="X2")])
+    out = both.enhance_with_graph(nx.DiGraph([("X2", "output")]), [None, "output"])
+    assert out["removed"] == ["X1"] and [r.source for r in both.records] == ["X2"]
+    assert both.records[0].details["graph_parent"] is True
+    np.testing.assert_array_equal(both.prior_rates(2), np.ones(2))

@@ -1,5 +1,5 @@
 """The shared inner loop's second-order meta-gradient against plain autograd through an
-explicitly unrolled loop (DESIGN section 10: keep such a check for every model)."""
+explicitly unrolled loop (docs/DESIGN.md section 10: keep such a check for every model)."""
 
 import pytest
 import torch

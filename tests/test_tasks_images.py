@@ -22,14 +22,11 @@ from engine.tasks import (
     clear_image_cache,
     make_task_source,
 )
-from engine.tasks.images import split_counts
+from engine.tasks.base import split_counts
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL1 = OMNIGLOT_DIR / "images_background_small1.zip"
 SMALL2 = OMNIGLOT_DIR / "images_background_small2.zip"
-needs_omniglot = pytest.mark.skipif(
-    not (SMALL1.exists() and SMALL2.exists()), reason="Omniglot zips not present (assets/omniglot ships them)"
-)
 
 
 def _png(seed: int, size: int = 20, fmt: str = "PNG") -> bytes:
@@ -55,7 +52,6 @@ def _make_zip(path: Path, layout: dict[str, int], extra: dict[str, bytes] | None
     return path
 
 
-@needs_omniglot
 def test_omniglot_small1_loads_as_shipped() -> None:
     src = ImageTaskSource(SMALL1, n_way=5)
     assert src.groups == ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
@@ -77,7 +73,6 @@ def test_omniglot_small1_loads_as_shipped() -> None:
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
 
 
-@needs_omniglot
 def test_omniglot_small2_and_all_in_test() -> None:
     src = ImageTaskSource(SMALL2, split_fractions=(0, 0, 1))
     assert src.groups == [
@@ -94,7 +89,6 @@ def test_omniglot_small2_and_all_in_test() -> None:
         src.sample_task("train", np.random.default_rng(0))
 
 
-@needs_omniglot
 def test_omniglot_episodes_shapes_labels_and_reproducibility() -> None:
     src = ImageTaskSource(SMALL1, n_way=5)
     a = src.episodes("train", 2, 1, 5, seed=3)
@@ -111,7 +105,6 @@ def test_omniglot_episodes_shapes_labels_and_reproducibility() -> None:
     assert isinstance(task, ImageTask) and len(task.class_names) == 5
 
 
-@needs_omniglot
 def test_omniglot_rotations_within_group_and_filters() -> None:
     plain = ImageTaskSource(SMALL1)
     rot = ImageTaskSource(SMALL1, rotations=True)
@@ -248,8 +241,6 @@ def test_cache_reuses_and_invalidates(tmp_path: Path) -> None:
 
 
 def test_factory_default_is_omniglot() -> None:
-    if not (OMNIGLOT_DIR / "images_background_small1.zip").exists():
-        pytest.skip("no Omniglot copy")
     src = make_task_source("images", n_way=5)
     assert isinstance(src, ImageTaskSource) and len(src.groups) == 5
 
@@ -270,7 +261,7 @@ def test_split_counts_property(n: int, raw: tuple[int, int, int]) -> None:
 
 
 def test_random_shift_moves_pixels_and_keeps_ink() -> None:
-    from engine.tasks.images import random_shift
+    from engine.tasks.image_augment import random_shift
 
     imgs = np.zeros((50, 12, 12), dtype=np.float32)
     imgs[:, 5:7, 5:7] = 1.0  # a blob away from the border: a shift of <= 2 keeps all of it
@@ -282,7 +273,6 @@ def test_random_shift_moves_pixels_and_keeps_ink() -> None:
     assert all(3 <= r <= 7 and 3 <= c <= 7 for r, c in centres)
 
 
-@needs_omniglot
 @pytest.mark.parametrize(
     "key, value, bad",
     [
@@ -306,7 +296,7 @@ def test_augmentation_applies_to_training_tasks_only(key, value, bad) -> None:
 
 
 def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> None:
-    from engine.tasks.images import random_affine
+    from engine.tasks.image_augment import random_affine
 
     imgs = np.zeros((40, 28, 28), dtype=np.float32)
     imgs[:, 8:20, 13:15] = 1.0  # a vertical bar through the centre
@@ -327,7 +317,7 @@ def test_random_affine_is_identity_at_zero_and_distorts_within_its_ranges() -> N
 
 
 def test_random_elastic_is_identity_at_zero_and_bends_strokes_locally() -> None:
-    from engine.tasks.images import random_elastic
+    from engine.tasks.image_augment import random_elastic
 
     imgs = np.zeros((40, 28, 28), dtype=np.float32)
     imgs[:, 4:24, 13:15] = 1.0  # a vertical bar through the centre
@@ -350,7 +340,6 @@ def test_random_elastic_is_identity_at_zero_and_bends_strokes_locally() -> None:
     assert ratio.min() > 0.5 and ratio.max() < 2  # local stretches and squeezes
 
 
-@needs_omniglot
 def test_mirrors_add_mirror_image_classes_in_the_same_split() -> None:
     plain = ImageTaskSource(SMALL1)
     both = ImageTaskSource(SMALL1, rotations=True, mirrors=True)

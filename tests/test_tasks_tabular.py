@@ -98,6 +98,17 @@ def test_example_classification_uses_global_labels() -> None:
         assert torch.bincount(ep.query_y).tolist() == [5, 5]
 
 
+def test_chosen_feature_columns() -> None:
+    kw = {"data": pd.read_csv(EXAMPLE_CSV), "target_column": "yield", "task_column": "plant"}
+    src = make_task_source("tabular", **kw, feature_columns=["temperature", "pressure", "yield"])
+    assert src.feature_names == ["temperature", "pressure"] and src.input_shape == (2,)
+    assert src.task_type == "regression"
+    with pytest.raises(TaskError, match="choose at least one feature column"):
+        make_task_source("tabular", **kw, feature_columns=["yield", "plant"])
+    with pytest.raises(TaskError, match=r"unknown columns \['nope'\]"):
+        make_task_source("tabular", **kw, feature_columns=["temperature", "nope"])
+
+
 def test_three_classes_task_with_subset_of_classes() -> None:
     df = pd.DataFrame(
         {

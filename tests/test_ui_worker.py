@@ -30,7 +30,7 @@ def test_runs_to_completion_with_result_and_records():
     assert [r["i"] for r in w.records()] == [0, 1, 2, 3, 4]
     assert w.latest == {"i": 4, "done": 5, "total": 5}
     assert w.records(3) == [{"i": 3, "done": 4, "total": 5}, {"i": 4, "done": 5, "total": 5}]
-    assert w.finished and w.generation == 1
+    assert not w.running and w.generation == 1
 
 
 def test_stop_stops_within_a_second():

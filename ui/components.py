@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +11,14 @@ import streamlit as st
 from engine import ConfigError
 from engine.tasks import SinusoidTaskSource, TaskError
 
-from . import figures, logic, session
+from . import figures, session
+from .adaptation import adapt_sinusoid, prior_curve
+from .config_form import FieldSpec, config_specs, sections
+from .episodes import sinusoid_grid
+from .fit import engine_fit_problem
 from .images import to_display
+from .jobs import history_from_records, progress_of
+from .text import md_escape
 from .worker import DONE, ERROR, STOPPED
 
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
@@ -26,7 +31,7 @@ def plot(fig: Any, key: str | None = None, **kwargs: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # config form
 # ---------------------------------------------------------------------------------------------
-def _widget(spec: logic.FieldSpec, values: dict[str, Any], disabled: bool = False, note: str = "") -> Any:
+def _widget(spec: FieldSpec, values: dict[str, Any], disabled: bool = False, note: str = "") -> Any:
     key = f"cfg_{spec.name}"
     if key not in st.session_state:
         st.session_state[key] = values.get(spec.name, spec.default)
@@ -73,12 +78,12 @@ def apply_values(values: dict[str, Any]) -> None:
 
 def config_form(src: Any, disabled: bool = False) -> dict[str, Any]:
     """Every config field with its help text and range; returns the current values."""
-    specs = logic.config_specs()
+    specs = config_specs()
     values = session.config_values()
     values["algorithm"] = _widget(specs["algorithm"], values, disabled)
-    is_images = logic.source_kind(src) == "images"
+    is_images = src.name == "images"
     cols = st.columns(2)
-    for i, (title, names) in enumerate(logic.sections().items()):
+    for i, (title, names) in enumerate(sections().items()):
         with cols[i % 2].expander(title, expanded=i < 2):
             for name in names:
                 if name not in specs:
@@ -112,14 +117,14 @@ def _training_fragment(key: str, title: str | None) -> None:
         st.rerun(scope="app")
     latest = snap["latest"]
     run_name = (latest or {}).get("run") or w.meta.get("run_name")
-    hist = logic.history_from_records(w.records(), run_name)
+    hist = history_from_records(w.records(), run_name)
     base = w.meta.get("base_histories", {}).get(run_name)
     if base:
         hist = merge_histories(base, hist)
     if snap["running"]:
-        frac, text = logic.progress_of(latest)
+        frac, text = progress_of(latest)
         c1, c2 = st.columns([5, 1])
-        c1.progress(frac, text=f"Training {logic.md_escape(text)}")  # the text names the run
+        c1.progress(frac, text=f"Training {md_escape(text)}")  # the text names the run
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")
@@ -142,9 +147,9 @@ def merge_histories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def show_job_outcome(w: Any, what: str) -> None:
     if w.status == ERROR:
-        st.error(f"{what} failed: {logic.md_escape(w.error)}")
+        st.error(f"{what} failed: {md_escape(w.error)}")
     elif w.status == STOPPED:
-        st.warning(f"{what} stopped ({logic.md_escape(w.stop_reason or 'stopped by request')}).")
+        st.warning(f"{what} stopped ({md_escape(w.stop_reason or 'stopped by request')}).")
     elif w.status == DONE:
         st.success(f"{what} finished.")
 
@@ -165,9 +170,9 @@ def _job_fragment(kind: str, key: str, what: str, live: Any) -> None:
     if session.finalize_jobs():
         st.rerun(scope="app")
     if w.running:
-        frac, text = logic.progress_of(w.latest)
+        frac, text = progress_of(w.latest)
         c1, c2 = st.columns([5, 1])
-        c1.progress(frac, text=f"{what}: {logic.md_escape(text)}")
+        c1.progress(frac, text=f"{what}: {md_escape(text)}")
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")
@@ -186,7 +191,7 @@ def require_engine(src: Any) -> bool:
     if msg:
         st.info(msg)
         return False
-    problem = logic.engine_fit_problem(session.engine(), src)
+    problem = engine_fit_problem(session.engine(), src)
     if problem:
         st.info(problem)
         return False
@@ -204,7 +209,7 @@ def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -
     c[3].metric("query examples", f"{q['num_query']}")
     exp = result.get("explanation") or {}
     if exp.get("text"):
-        st.markdown(f"**Explanation.** {logic.md_escape(exp['text'])}")  # it names features
+        st.markdown(f"**Explanation.** {md_escape(exp['text'])}")  # it names features
     has_trace = show_trace and len(result.get("trace") or []) > 1  # closed-form learners have no steps
     left, right = st.columns(2) if has_trace else (st.container(), None)
     if has_trace:
@@ -218,7 +223,7 @@ def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -
 def image_row(images: Sequence[np.ndarray], captions: Sequence[str], width: int = 84) -> None:
     if len(images):
         # Captions are markdown to Streamlit; they are class and file names here: escaped.
-        st.image([to_display(im) for im in images], caption=[logic.md_escape(c) for c in captions], width=width)
+        st.image([to_display(im) for im in images], caption=[md_escape(c) for c in captions], width=width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,20 +238,8 @@ def sinusoid_point_panel(key: str, src: SinusoidTaskSource, allow_new_task: bool
     ss.setdefault(seed_key, 0)
     ss.setdefault(pts_key, [])
     task = src.tasks("test", 1, seed=int(ss[seed_key]))[0]
-    grid = logic.sinusoid_grid(src)
-
-    top = st.columns([3, 1, 1])
-    top[0].markdown(
-        f"Held-out task #{ss[seed_key]}: y = {task.amplitude:.2f} · sin(x − {task.phase:.2f}). "
-        "**Click the chart** to give a point, or type one below."
-    )
-    if allow_new_task and top[1].button("New task", key=f"{key}_new", width="stretch"):
-        ss[seed_key] += 1
-        ss[pts_key], ss[res_key] = [], None
-        st.rerun()
-    if top[2].button("Clear points", key=f"{key}_clear", width="stretch"):
-        ss[pts_key], ss[res_key] = [], None
-        st.rerun()
+    grid = sinusoid_grid(src)
+    _sinusoid_task_row(key, task, allow_new_task)
     several = st.checkbox("keep earlier points (few-shot instead of one-shot)", key=f"{key}_several", value=False)
 
     def add_point(x: float, y: float) -> None:
@@ -254,11 +247,41 @@ def sinusoid_point_panel(key: str, src: SinusoidTaskSource, allow_new_task: bool
         pts.append((float(x), float(y)))
         ss[pts_key] = pts[-20:]
         try:
-            ss[res_key] = logic.adapt_sinusoid(eng, task, ss[pts_key], grid)
+            ss[res_key] = adapt_sinusoid(eng, task, ss[pts_key], grid)
         except (ValueError, RuntimeError) as exc:
             ss[res_key] = None
-            st.error(logic.md_escape(exc))
+            st.error(md_escape(exc))
 
+    typed = _typed_point(key, task)
+    if typed is not None:
+        add_point(*typed)
+    picked = _sinusoid_chart(key, eng, task, grid)
+    if picked is not None and picked != ss.get(sel_key):
+        ss[sel_key] = picked
+        add_point(*picked)
+        st.rerun()
+    if ss.get(res_key) is not None:
+        _sinusoid_result(key, ss[res_key])
+
+
+def _sinusoid_task_row(key: str, task: Any, allow_new_task: bool) -> None:
+    """The task's formula, and the New task and Clear points buttons."""
+    ss = st.session_state
+    top = st.columns([3, 1, 1])
+    top[0].markdown(
+        f"Held-out task #{ss[f'{key}_seed']}: y = {task.amplitude:.2f} · sin(x − {task.phase:.2f}). "
+        "**Click the chart** to give a point, or type one below."
+    )
+    new = allow_new_task and top[1].button("New task", key=f"{key}_new", width="stretch")
+    if new:
+        ss[f"{key}_seed"] += 1
+    if new or top[2].button("Clear points", key=f"{key}_clear", width="stretch"):
+        ss[f"{key}_points"], ss[f"{key}_result"] = [], None
+        st.rerun()
+
+
+def _typed_point(key: str, task: Any) -> tuple[float, float] | None:
+    """The (x, y) typed into the form, once its button is pressed."""
     with st.form(key=f"{key}_form", border=False):
         c = st.columns([1, 1, 1])
         x_in = c[0].number_input("x", min_value=-5.0, max_value=5.0, value=1.0, step=0.5, key=f"{key}_x")
@@ -274,13 +297,15 @@ def sinusoid_point_panel(key: str, src: SinusoidTaskSource, allow_new_task: bool
         )
         c[2].markdown("&nbsp;")
         typed = c[2].form_submit_button("Adapt to this point", type="primary", width="stretch")
-    if typed:
-        add_point(x_in, y_in)
+    return (x_in, y_in) if typed else None
 
-    res = ss.get(res_key)
+
+def _sinusoid_chart(key: str, eng: Any, task: Any, grid: np.ndarray) -> tuple[float, float] | None:
+    """The clickable chart: truth and the curves before and after adaptation; the clicked point."""
+    res = st.session_state.get(f"{key}_result")
     if res is None:
         # Before any point: the meta-model's own curve (adapted with zero steps to nothing).
-        prior = logic.prior_curve(eng, task, grid)
+        prior = prior_curve(eng, task, grid)
         fig = figures.sinusoid_figure(grid.ravel(), truth=task.function(grid).ravel(), prior=prior, clickable=True)
     else:
         fig = figures.sinusoid_figure(
@@ -291,28 +316,25 @@ def sinusoid_point_panel(key: str, src: SinusoidTaskSource, allow_new_task: bool
             support=res["support"],
             clickable=True,
         )
-    event = plot(fig, key=f"{key}_chart_{ss[seed_key]}", on_select="rerun", selection_mode="points")
-    picked = _picked_point(event)
-    if picked is not None and picked != ss.get(sel_key):
-        ss[sel_key] = picked
-        add_point(*picked)
-        st.rerun()
+    chart_key = f"{key}_chart_{st.session_state[f'{key}_seed']}"
+    return _picked_point(plot(fig, key=chart_key, on_select="rerun", selection_mode="points"))
 
-    res = ss.get(res_key)
-    if res is not None:
-        r = res["result"]
-        c = st.columns(4)
-        c[0].metric("points given", len(res["support"][0]))
-        c[1].metric("adaptation time", f"{1000 * r['adaptation_time']:.1f} ms")
-        c[2].metric("MSE on the curve, before", f"{res['prior_quality']['mse']:.3g}")
-        c[3].metric(
-            "MSE on the curve, after",
-            f"{r['adaptation_quality']['mse']:.3g}",
-            delta=f"{r['adaptation_quality']['mse'] - res['prior_quality']['mse']:+.3g}",
-            delta_color="inverse",
-        )
-        with st.expander("Per-step trace and explanation", expanded=False):
-            show_adaptation(r, key=f"{key}_details")
+
+def _sinusoid_result(key: str, res: dict[str, Any]) -> None:
+    """Points given, adaptation time and the MSE on the whole curve before and after."""
+    r = res["result"]
+    c = st.columns(4)
+    c[0].metric("points given", len(res["support"][0]))
+    c[1].metric("adaptation time", f"{1000 * r['adaptation_time']:.1f} ms")
+    c[2].metric("MSE on the curve, before", f"{res['prior_quality']['mse']:.3g}")
+    c[3].metric(
+        "MSE on the curve, after",
+        f"{r['adaptation_quality']['mse']:.3g}",
+        delta=f"{r['adaptation_quality']['mse'] - res['prior_quality']['mse']:+.3g}",
+        delta_color="inverse",
+    )
+    with st.expander("Per-step trace and explanation", expanded=False):
+        show_adaptation(r, key=f"{key}_details")
 
 
 def _picked_point(event: Any) -> tuple[float, float] | None:
@@ -335,8 +357,4 @@ def _picked_point(event: Any) -> tuple[float, float] | None:
 def error_box(exc: BaseException) -> None:
     """A user-facing message for the errors the engine documents (never a traceback)."""
     text = str(exc) if isinstance(exc, (TaskError, ConfigError, ValueError)) else f"{type(exc).__name__}: {exc}"
-    st.error(logic.md_escape(text))
-
-
-def now() -> float:
-    return time.monotonic()
+    st.error(md_escape(text))

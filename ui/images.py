@@ -9,13 +9,10 @@ it is inverted when it is mostly light (dark strokes on light paper), so strokes
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
 from engine.tasks import TaskError
-from engine.tasks.images import DEFAULT_MAX_PIXELS, decode_image
+from engine.tasks.image_archive import DEFAULT_MAX_PIXELS, decode_image
 
 MAX_PIXELS = DEFAULT_MAX_PIXELS  # same guard as the engine's image loader
 MAX_BYTES = 16 * 1024 * 1024
@@ -56,15 +53,3 @@ def to_display(x: np.ndarray, scale: int = 3) -> np.ndarray:
     if scale > 1:
         pic = np.kron(pic, np.ones((scale, scale), dtype=np.uint8))
     return pic
-
-
-def array_to_png(x: np.ndarray, dark_on_light: bool = True) -> bytes:
-    """A model input as PNG bytes (dark strokes on white by default), e.g. for downloads and tests."""
-    a = np.asarray(x, dtype=np.float32)
-    while a.ndim > 2:
-        a = a[0]
-    a = np.clip(a, 0.0, 1.0)
-    pic = (255.0 * ((1.0 - a) if dark_on_light else a)).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pic, mode="L").save(buf, format="PNG")
-    return buf.getvalue()

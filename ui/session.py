@@ -16,18 +16,12 @@ from typing import Any
 import streamlit as st
 
 from engine import OneShotMetaLearningEngine
-from engine.tasks import (
-    EXAMPLE_CSV,
-    OMNIGLOT_DIR,
-    ImageTaskSource,
-    SCMTaskSource,
-    SinusoidTaskSource,
-    TabularTaskSource,
-    TaskError,
-    TaskSource,
-)
+from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 
-from . import logic
+from .config_form import build_config, default_values, preset_values
+from .jobs import progress_of
+from .sources import source_label
+from .text import md_escape
 from .worker import DONE, ERROR, STOPPED, Worker
 
 log = logging.getLogger(__name__)
@@ -67,19 +61,10 @@ def configure_torch() -> None:
 # built-in task sources: read-only, shared between sessions
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
-def builtin_source(kind: str, **params: Any) -> TaskSource:
-    """A built-in task source (cached: they are read-only once built)."""
-    if kind == "sinusoid":
-        return SinusoidTaskSource()
-    if kind == "scm":
-        return SCMTaskSource(**params)
-    if kind == "images":
-        zip_name = params.pop("zip_name", "images_background_small1.zip")
-        return ImageTaskSource(OMNIGLOT_DIR / zip_name, **params)
-    if kind == "example_csv":
-        target = params.get("target_column", "yield")
-        return TabularTaskSource(EXAMPLE_CSV, target, params.get("task_column", "plant"), **params.get("extra", {}))
-    raise TaskError(f"unknown built-in source {kind!r}")
+def builtin_source(name: str, **params: Any) -> TaskSource:
+    """``engine.tasks.make_task_source(name, **params)`` over built-in data, shared between
+    sessions (cached: a source is read-only once built)."""
+    return make_task_source(name, **params)
 
 
 def omniglot_zips() -> list[str]:
@@ -104,7 +89,7 @@ def set_source(src: TaskSource) -> None:
 def config_values() -> dict[str, Any]:
     ss = st.session_state
     if "config_values" not in ss:
-        ss["config_values"] = logic.preset_values(logic.source_kind(source()))
+        ss["config_values"] = preset_values(source().name)
     return ss["config_values"]
 
 
@@ -112,9 +97,9 @@ def engine() -> OneShotMetaLearningEngine:
     ss = st.session_state
     if "engine" not in ss:
         try:
-            cfg = logic.build_config(config_values(), source())
+            cfg = build_config(config_values(), source())
         except ValueError:
-            cfg = logic.build_config(logic.default_values())
+            cfg = build_config(default_values())
         ss["engine"] = OneShotMetaLearningEngine(cfg)
     return ss["engine"]
 
@@ -241,7 +226,7 @@ def _status_panel() -> None:
     st.markdown("**This session's engine**")
     training = worker("train").running
     rows = {
-        "Tasks": logic.source_label(src),
+        "Tasks": source_label(src),
         "Algorithm": status["algorithm"],
         "Model": (
             "training…"
@@ -254,12 +239,12 @@ def _status_panel() -> None:
         "Checkpoint": status["checkpoint"] or "none",
         "Device": status["device"],
     }
-    st.markdown("  \n".join(f"{k}: **{logic.md_escape(v)}**" for k, v in rows.items()))
+    st.markdown("  \n".join(f"{k}: **{md_escape(v)}**" for k, v in rows.items()))
     kind = running_job()
     if kind is not None:
         w = worker(kind)
-        frac, text = logic.progress_of(w.latest)
-        st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {logic.md_escape(text)}")
+        frac, text = progress_of(w.latest)
+        st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {md_escape(text)}")
         if st.button("Stop", key="sidebar_stop", width="stretch"):
             w.stop(timeout=1.5)
             st.rerun(scope="app")

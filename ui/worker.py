@@ -61,8 +61,6 @@ class Worker:
         self.label: str = ""
         self.meta: dict[str, Any] = {}
         self.stop_reason: str | None = None
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
         self.generation = 0  # increases with every start (lets pollers notice a new job)
 
     # ---- control --------------------------------------------------------------------------
@@ -75,7 +73,6 @@ class Worker:
             self._stop = threading.Event()
             self.status, self.error, self.result = RUNNING, None, None
             self.label, self.meta, self.stop_reason = label, dict(meta), None
-            self.started_at, self.finished_at = self._clock(), None
             self.generation += 1
         self._heartbeat = self._clock()
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"worker:{label or 'work'}", daemon=True)
@@ -104,7 +101,6 @@ class Worker:
             if status == STOPPED and self.stop_reason is None:
                 self.stop_reason = "stopped by request"
             self.status, self.result, self.error = status, result, error
-            self.finished_at = self._clock()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the job to stop; with ``timeout``, wait that long. True if it is no longer running."""
@@ -165,10 +161,6 @@ class Worker:
     def running(self) -> bool:
         t = self._thread
         return t is not None and t.is_alive()
-
-    @property
-    def finished(self) -> bool:
-        return self.status in (DONE, STOPPED, ERROR) and not self.running
 
     def records(self, start: int = 0) -> list[dict[str, Any]]:
         with self._lock:

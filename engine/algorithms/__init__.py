@@ -18,6 +18,18 @@ LEARNERS: dict[MetaLearningAlgorithm, type[CausalMetaLearner]] = {
 }
 
 
+def learner_class(algorithm: MetaLearningAlgorithm | str) -> type[CausalMetaLearner]:
+    """The learner class of an algorithm (or its NAME): where the facts about it live."""
+    if isinstance(algorithm, str):
+        try:
+            algorithm = MetaLearningAlgorithm[algorithm.upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown algorithm {algorithm!r}; valid: {list(MetaLearningAlgorithm.__members__)}"
+            ) from None
+    return LEARNERS[algorithm]
+
+
 def make_learner(model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> CausalMetaLearner:
     return LEARNERS[config.algorithm](model, config, task_type)
 
@@ -30,5 +42,6 @@ __all__ = [
     "MAMLCausalLearner",
     "PrototypicalCausalLearner",
     "RelationCausalLearner",
+    "learner_class",
     "make_learner",
 ]

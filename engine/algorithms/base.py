@@ -7,6 +7,7 @@ a learner file only says how it adapts and how it scores queries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -18,6 +19,8 @@ from ..config import MetaLearningAlgorithm, OneShotMetaLearningConfig
 from ..inner_loop import InnerLoopResult, Params, functional_forward, inner_loop
 from ..model import CausalMetaModel
 from ..tasks.base import Episode
+
+Rates = dict[str, torch.Tensor | float]  # inner-loop rate per model parameter (a scalar or a tensor of its shape)
 
 
 @dataclass
@@ -35,16 +38,25 @@ class AdaptedState:
 
 
 class CausalMetaLearner(nn.Module):
-    """Base class. Subclasses set ``algorithm`` and implement ``adapt`` and ``forward``."""
+    """Base class. Subclasses set ``algorithm`` and implement ``adapt`` and ``forward``.
+
+    The class attributes are the facts about an algorithm that callers ask about: code that has
+    only a config asks ``learner_class(config.algorithm)`` (``engine.algorithms``)."""
 
     algorithm: ClassVar[MetaLearningAlgorithm]
-    supports_regression: ClassVar[bool] = True
+    # Compares queries with class embeddings: the model has no output head, classification only.
+    embedding_only: ClassVar[bool] = False
+    # The output is a linear head over the gated mechanism outputs (per-mechanism contributions exist).
+    has_linear_head: ClassVar[bool] = False
+    # Refines class prototypes with the unlabelled queries when ``transductive_steps`` > 0.
+    supports_transductive: ClassVar[bool] = False
+    default_task_type: ClassVar[str] = "regression"
 
     def __init__(self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> None:
         super().__init__()
         if task_type not in ("classification", "regression"):
             raise ValueError(f"task_type must be 'classification' or 'regression', got {task_type!r}")
-        if task_type == "regression" and not self.supports_regression:
+        if task_type == "regression" and self.embedding_only:
             raise ValueError(
                 f"{self.algorithm.name} is a classification method: it compares queries with class "
                 "prototypes, so it cannot do regression. Use MAML_CAUSAL or GRADIENT_CAUSAL."
@@ -67,7 +79,10 @@ class CausalMetaLearner(nn.Module):
         causal_mask: torch.Tensor | None = None,
         record: bool = False,
         trainable: list[str] | None = None,
+        rates: Rates | None = None,
     ) -> AdaptedState:
+        """Process the support set. ``rates``: inner-loop rates per parameter (an intervention on
+        the optimiser, see ``scaled_rates``); None means the learner's own ``inner_rates()``."""
         raise NotImplementedError
 
     def forward(
@@ -83,18 +98,33 @@ class CausalMetaLearner(nn.Module):
     def meta_params(self) -> Params:
         return dict(self.model.named_parameters())
 
-    def base_rates(self) -> dict[str, torch.Tensor | float]:
+    def base_rates(self) -> Rates:
         """Inner-loop rate per model parameter before causal priors (Meta-SGD overrides)."""
         return {n: self.config.inner_lr for n, _ in self.model.named_parameters()}
 
-    def inner_rates(self) -> dict[str, torch.Tensor | float]:
+    def inner_rates(self) -> Rates:
         """Per-parameter inner rates with the causal priors applied to each mechanism's block."""
-        rates = self.base_rates()
         if not self.config.enable_causal_priors or bool((self.mechanism_rates == 1).all()):
+            return self.base_rates()
+        return self.scaled_rates(self.mechanism_rates)
+
+    def scaled_rates(self, multipliers: Sequence[float] | torch.Tensor | None = None, plain: bool = False) -> Rates:
+        """Per-parameter rates: the base rates (or the plain scalar ``inner_lr`` when ``plain``)
+        with mechanism k's block (its gate, input gates, weights and head columns) multiplied by
+        ``multipliers[k]``; shared parameters such as the head bias keep their rate. Whatever
+        ``enable_causal_priors`` says: this is how interventions on the optimiser are made."""
+        if plain:
+            rates: Rates = {n: self.config.inner_lr for n, _ in self.model.named_parameters()}
+        else:
+            rates = dict(self.base_rates())
+        if multipliers is None:
             return rates
+        mult = torch.as_tensor(multipliers, dtype=torch.float32, device=self.mechanism_rates.device)
+        if mult.shape != (self.model.num_mechanisms,):
+            raise ValueError(f"need {self.model.num_mechanisms} mechanism multipliers, got shape {tuple(mult.shape)}")
         params = self.meta_params()
         for name, (axis, block) in self.model.mechanism_axes().items():
-            per_unit = self.mechanism_rates.repeat_interleave(block)
+            per_unit = mult.repeat_interleave(block)
             shape = [1] * params[name].dim()
             shape[axis] = per_unit.numel()
             rates[name] = rates[name] * per_unit.view(shape)
@@ -122,6 +152,7 @@ class CausalMetaLearner(nn.Module):
         causal_mask: torch.Tensor | None,
         record: bool,
         trainable: list[str] | None,
+        rates: Rates | None = None,
         loss_fn=None,
     ) -> InnerLoopResult:
         """Gradient steps through the shared inner loop with this learner's rates."""
@@ -136,7 +167,7 @@ class CausalMetaLearner(nn.Module):
             x,
             y,
             steps,
-            self.inner_rates(),
+            self.inner_rates() if rates is None else rates,
             trainable=trainable,
             first_order=self.config.first_order or not create_graph,
             record=record,
@@ -150,12 +181,16 @@ class CausalMetaLearner(nn.Module):
             return float(F.mse_loss(outputs, y))
         return float((self.predict_labels(state, outputs) == y).float().mean())
 
+    def probabilities(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from the outputs (columns follow ``state.classes`` when set)."""
+        return torch.softmax(outputs, -1)
+
     def predict_labels(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
         idx = outputs.argmax(-1)
         return idx if state.classes is None else state.classes[idx]
 
     def causal_penalty(self, before: Params, after: Params) -> torch.Tensor:
-        """Sparse mechanism shift + sparse input gates (DESIGN section 3).
+        """Sparse mechanism shift + sparse input gates (docs/DESIGN.md section 3).
 
         shift: mean over mechanisms k of ||theta_k(adapted) - theta_k(meta)||_2, a group lasso
         over the per-mechanism blocks, so the meta-learner prefers tasks to differ in few
@@ -173,28 +208,33 @@ class CausalMetaLearner(nn.Module):
             penalty = penalty + torch.sigmoid(before["input_gate_logits"]).mean()
         return penalty
 
-    def episode_objective(self, episode: Episode) -> tuple[torch.Tensor, float]:
-        """Meta-training loss of one episode (graph kept for the meta-gradient) and its metric."""
-        params = self.meta_params()
-        state = self.adapt(
-            episode.support_x,
-            episode.support_y,
-            self.config.num_inner_steps,
-            params=params,
-            create_graph=True,
-        )
-        outputs = self.forward(state, episode.query_x)
-        loss = self.query_loss(state, outputs, episode.query_y)
+    def task_objective(
+        self, params: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor
+    ) -> tuple[torch.Tensor, AdaptedState, torch.Tensor]:
+        """Meta-training loss of one task (graph kept for the meta-gradient): the query loss
+        after adapting from ``params``, plus ``causal_weight`` times the causal penalty (the
+        one place the weight is applied). Returns the loss, the adapted state and the outputs."""
+        state = self.adapt(sx, sy, self.config.num_inner_steps, params=params, create_graph=True)
+        outputs = self.forward(state, qx)
+        loss = self.query_loss(state, outputs, qy)
         if self.config.causal_weight > 0:
             loss = loss + self.config.causal_weight * self.causal_penalty(params, state.params)
-        return loss, self.metric(state, outputs.detach(), episode.query_y)
+        return loss, state, outputs
+
+    def episode_objective(self, episode: Episode) -> tuple[torch.Tensor, float]:
+        """Meta-training loss of one episode and its metric."""
+        ep = episode
+        loss, state, outputs = self.task_objective(
+            self.meta_params(), ep.support_x, ep.support_y, ep.query_x, ep.query_y
+        )
+        return loss, self.metric(state, outputs.detach(), ep.query_y)
 
     def batched_objective(self, episodes: list[Episode]) -> tuple[torch.Tensor, list[float]] | None:
         """The mean meta-training loss of a meta-batch with ``torch.func.vmap`` over tasks, and
         each task's metric; None where vmap does not apply (then the caller loops over tasks).
 
         Used for gradient learners on MLP encoders (many times faster there); convolutions
-        under vmap become grouped ones and run slower (DESIGN section 10), so Conv-4 loops.
+        under vmap become grouped ones and run slower (docs/DESIGN.md section 10), so Conv-4 loops.
         """
         if not self.vmap_tasks or len({(e.support_x.shape, e.query_x.shape) for e in episodes}) != 1:
             return None
@@ -202,14 +242,9 @@ class CausalMetaLearner(nn.Module):
             torch.stack([getattr(e, f) for e in episodes]) for f in ("support_x", "support_y", "query_x", "query_y")
         ]
         params = self.meta_params()
-        weight = self.config.causal_weight
 
         def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor):
-            state = self.adapt(sx, sy, self.config.num_inner_steps, params=params, create_graph=True)
-            outputs = self.forward(state, qx)
-            loss = self.query_loss(state, outputs, qy)
-            if weight > 0:
-                loss = loss + weight * self.causal_penalty(params, state.params)
+            loss, _, outputs = self.task_objective(params, sx, sy, qx, qy)
             return loss, outputs
 
         losses, outputs = torch.func.vmap(one_task)(*stack)

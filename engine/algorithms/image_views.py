@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..config import VIEW_KINDS
 
 # (degrees, scale) of the extra grid_affine views: within the training distortion at strength 1
-# (rotation +-10 degrees, scale 0.8-1.2; engine.tasks.images.random_affine).
+# (rotation +-10 degrees, scale 0.8-1.2; engine.tasks.image_augment.random_affine).
 AFFINE_VIEWS = ((-10.0, 1.0), (-5.0, 1.0), (5.0, 1.0), (10.0, 1.0), (0.0, 0.9), (0.0, 1.1))
 
 

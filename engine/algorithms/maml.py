@@ -17,11 +17,12 @@ import torch
 
 from ..config import MetaLearningAlgorithm
 from ..inner_loop import Params, functional_forward
-from .base import AdaptedState, CausalMetaLearner
+from .base import AdaptedState, CausalMetaLearner, Rates
 
 
 class MAMLCausalLearner(CausalMetaLearner):
     algorithm = MetaLearningAlgorithm.MAML_CAUSAL
+    has_linear_head = True
 
     def adapt(
         self,
@@ -34,6 +35,7 @@ class MAMLCausalLearner(CausalMetaLearner):
         causal_mask: torch.Tensor | None = None,
         record: bool = False,
         trainable: list[str] | None = None,
+        rates: Rates | None = None,
     ) -> AdaptedState:
         steps = self.default_steps() if steps is None else steps
         params = self.meta_params() if params is None else params
@@ -46,6 +48,7 @@ class MAMLCausalLearner(CausalMetaLearner):
             causal_mask,
             record,
             trainable,
+            rates,
         )
         return AdaptedState(result.params, result.trace)
 

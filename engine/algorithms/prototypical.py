@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import MetaLearningAlgorithm
 from ..inner_loop import Params, functional_forward
-from .base import AdaptedState, CausalMetaLearner
+from .base import AdaptedState, CausalMetaLearner, Rates
 from .image_views import image_views
 
 
@@ -57,7 +57,8 @@ def _leave_one_out_logits(emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class EmbeddingLearner(CausalMetaLearner):
     """Shared by the prototypical and relation learners: gate steps, then class embeddings."""
 
-    supports_regression = False
+    embedding_only = True
+    default_task_type = "classification"
 
     def adapt(
         self,
@@ -70,6 +71,7 @@ class EmbeddingLearner(CausalMetaLearner):
         causal_mask: torch.Tensor | None = None,
         record: bool = False,
         trainable: list[str] | None = None,
+        rates: Rates | None = None,
     ) -> AdaptedState:
         steps = self.default_steps() if steps is None else steps
         params = self.meta_params() if params is None else params
@@ -91,6 +93,7 @@ class EmbeddingLearner(CausalMetaLearner):
                 causal_mask,
                 record,
                 trainable or ["gate_logits"],
+                rates,
                 loss_fn=loo_loss,
             )
             params, trace = result.params, result.trace
@@ -99,7 +102,8 @@ class EmbeddingLearner(CausalMetaLearner):
         emb = self._embed(params, support_x, causal_mask, views)
         classes, protos = class_means(emb, support_y)
         counts = counts[classes].to(emb.dtype)
-        transductive = 0 if create_graph else self.config.transductive_steps  # test time only, like views
+        # test time only, like views
+        transductive = 0 if create_graph or not self.supports_transductive else self.config.transductive_steps
         return AdaptedState(
             params,
             trace,
@@ -123,6 +127,7 @@ class EmbeddingLearner(CausalMetaLearner):
 
 class PrototypicalCausalLearner(EmbeddingLearner):
     algorithm = MetaLearningAlgorithm.PROTOTYPICAL_CAUSAL
+    supports_transductive = True
 
     def forward(
         self,

@@ -44,5 +44,9 @@ class RelationCausalLearner(EmbeddingLearner):
         pairs = torch.cat([(qe - ce).abs(), qe * ce], dim=-1)
         return torch.sigmoid(self.relation(pairs).squeeze(-1))
 
+    def probabilities(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
+        """Relation scores are not logits: normalise them to sum to one over the classes."""
+        return outputs / outputs.sum(-1, keepdim=True).clamp(min=1e-12)
+
     def output_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(outputs, F.one_hot(y, outputs.shape[-1]).to(outputs.dtype))

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
-from .images import ImageTask, ImageTaskSource, clear_image_cache, load_images
+from .image_archive import clear_image_cache, load_images
+from .images import ImageTask, ImageTaskSource
 from .scm import SCMTask, SCMTaskSource
 from .sinusoid import SinusoidTask, SinusoidTaskSource
 from .tabular import TabularTask, TabularTaskSource, make_example_csv
@@ -31,10 +32,12 @@ TASK_SOURCES: dict[str, type[TaskSource]] = {
 
 
 def make_task_source(name: str, **kwargs: Any) -> TaskSource:
-    """Build a task source by name ("sinusoid", "scm", "images", "tabular").
+    """Build a task source by name ("sinusoid", "scm", "images", "tabular"); ``kwargs`` are the
+    source's constructor arguments, and the source's ``name`` attribute is ``name``.
 
-    For "images" without ``path`` the Omniglot minimal set ``images_background_small1.zip``
-    in ``OMNIGLOT_DIR`` is used."""
+    "images" without ``path`` reads the Omniglot minimal set ``images_background_small1.zip``
+    in ``OMNIGLOT_DIR``. "tabular" takes ``data`` as a path, CSV bytes, a file object or a
+    DataFrame, and optionally ``feature_columns``."""
     key = str(name).strip().lower()
     if key not in TASK_SOURCES:
         raise TaskError(f"unknown task source {name!r}; valid names: {sorted(TASK_SOURCES)}")

@@ -116,3 +116,34 @@ def check_shots(support_shots: int, query_shots: int) -> None:
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise TaskError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_fractions(fr: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Train/val/test fractions: three numbers in [0, 1] summing to 1."""
+    try:
+        vals = tuple(float(f) for f in fr)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"split_fractions must be three numbers, got {fr!r}") from exc
+    if len(vals) != 3 or any(not (0.0 <= f <= 1.0) for f in vals) or abs(sum(vals) - 1) > 1e-6:
+        raise TaskError(f"split_fractions must be three numbers in [0, 1] summing to 1, got {fr!r}")
+    return vals  # type: ignore[return-value]
+
+
+def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Sizes of train/val/test for ``n`` items, summing to n: rounded shares, and each
+    split with a nonzero fraction gets >= 1 item while n allows (train first, then val)."""
+    want = [f * n for f in fractions]
+    counts = [round(w) for w in want]
+    floor = [1 if f > 0 else 0 for f in fractions]
+    counts = [max(c, m) for c, m in zip(counts, floor, strict=True)]
+    while sum(counts) > n:
+        above = [k for k in range(3) if counts[k] > floor[k]]
+        if above:  # take from the most over-allocated split
+            i = max(above, key=lambda k: (counts[k] - want[k], counts[k]))
+        else:  # too few items for every split: test gives up first, then val
+            i = next(k for k in (2, 1, 0) if counts[k] > 0)
+        counts[i] -= 1
+    while sum(counts) < n:
+        i = max(range(3), key=lambda k: want[k] - counts[k])
+        counts[i] += 1
+    return counts[0], counts[1], counts[2]

@@ -178,6 +178,38 @@ class SCMTask(Task):
         )
 
 
+def _check_options(
+    num_variables: object,
+    task_type: object,
+    intervention_size: object,
+    intervene_on_target: bool,
+    noise_scale: object,
+    shift_mode: object,
+    feature_noise: object,
+) -> None:
+    """Refuse an SCMTaskSource option out of range (TaskError naming it)."""
+    if isinstance(num_variables, bool) or not isinstance(num_variables, (int, np.integer)):
+        raise TaskError(f"num_variables must be an integer, got {num_variables!r}")
+    if not 4 <= num_variables <= 50:
+        # 4 is the smallest graph with a target that has two parents and a child.
+        raise TaskError(f"num_variables must be in [4, 50], got {num_variables}")
+    if task_type not in ("regression", "classification"):
+        raise TaskError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
+    if shift_mode not in ("mechanism", "target_term"):
+        raise TaskError(f"shift_mode must be 'mechanism' or 'target_term', got {shift_mode!r}")
+    if not (isinstance(noise_scale, (int, float)) and 0.0 < float(noise_scale) <= 10.0):
+        raise TaskError(f"noise_scale must be in (0, 10], got {noise_scale!r}")
+    if not (isinstance(feature_noise, (int, float)) and 0.0 < float(feature_noise) <= 10.0):
+        raise TaskError(f"feature_noise must be in (0, 10], got {feature_noise!r}")
+    max_size = num_variables if intervene_on_target else num_variables - 1
+    if (
+        isinstance(intervention_size, bool)
+        or not isinstance(intervention_size, (int, np.integer))
+        or not 0 <= intervention_size <= max_size
+    ):
+        raise TaskError(f"intervention_size must be an integer in [0, {max_size}], got {intervention_size!r}")
+
+
 class SCMTaskSource(TaskSource):
     """Random nonlinear SCM; tasks are sparse soft interventions on it."""
 
@@ -194,26 +226,9 @@ class SCMTaskSource(TaskSource):
         shift_mode: str = "mechanism",
         feature_noise: float = 0.5,
     ) -> None:
-        if isinstance(num_variables, bool) or not isinstance(num_variables, (int, np.integer)):
-            raise TaskError(f"num_variables must be an integer, got {num_variables!r}")
-        if not 4 <= num_variables <= 50:
-            # 4 is the smallest graph with a target that has two parents and a child.
-            raise TaskError(f"num_variables must be in [4, 50], got {num_variables}")
-        if task_type not in ("regression", "classification"):
-            raise TaskError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
-        if shift_mode not in ("mechanism", "target_term"):
-            raise TaskError(f"shift_mode must be 'mechanism' or 'target_term', got {shift_mode!r}")
-        if not (isinstance(noise_scale, (int, float)) and 0.0 < float(noise_scale) <= 10.0):
-            raise TaskError(f"noise_scale must be in (0, 10], got {noise_scale!r}")
-        if not (isinstance(feature_noise, (int, float)) and 0.0 < float(feature_noise) <= 10.0):
-            raise TaskError(f"feature_noise must be in (0, 10], got {feature_noise!r}")
-        max_size = num_variables if intervene_on_target else num_variables - 1
-        if (
-            isinstance(intervention_size, bool)
-            or not isinstance(intervention_size, (int, np.integer))
-            or not 0 <= intervention_size <= max_size
-        ):
-            raise TaskError(f"intervention_size must be an integer in [0, {max_size}], got {intervention_size!r}")
+        _check_options(
+            num_variables, task_type, intervention_size, intervene_on_target, noise_scale, shift_mode, feature_noise
+        )
         self.num_variables = int(num_variables)
         self.task_type = task_type  # type: ignore[assignment]
         self.seed = int(seed)
@@ -233,16 +248,14 @@ class SCMTaskSource(TaskSource):
         # Exogenous noise std of each non-root variable (roots use their own scale).
         self.noise_std = np.full(d, self.feature_noise)
         self.noise_std[self.target_index] = self.noise_scale
-        self.mechanisms: list[Mechanism] = []
-        for v in range(d):
-            ps = self.parents_of[v]
-            self.mechanisms.append(
-                Mechanism(
-                    parents=ps,
-                    funcs=[int(f) for f in rng.integers(0, len(FUNCTIONS), size=len(ps))],
-                    weights=_random_weights(rng, len(ps)),
-                )
+        self.mechanisms = [
+            Mechanism(
+                parents=ps,
+                funcs=[int(f) for f in rng.integers(0, len(FUNCTIONS), size=len(ps))],
+                weights=_random_weights(rng, len(ps)),
             )
+            for ps in self.parents_of
+        ]
         self._standardise(np.random.default_rng([self.seed, 1]))
 
         self.feature_indices = [i for i in range(d) if i != self.target_index]
@@ -251,15 +264,10 @@ class SCMTaskSource(TaskSource):
         self.background_value = 0.0
         obs = self.sample_data(None, _OBS_SAMPLES, np.random.default_rng([self.seed, 2]))
         self.median = float(np.median(obs[:, self.target_index]))
+        self.output_dim = 2 if task_type == "classification" else 1
+        self.class_names: list[str] | None = None
         if task_type == "classification":
-            self.output_dim = 2
-            self.class_names: list[str] | None = [
-                f"{self.target} <= {self.median:.3g}",
-                f"{self.target} > {self.median:.3g}",
-            ]
-        else:
-            self.output_dim = 1
-            self.class_names = None
+            self.class_names = [f"{self.target} <= {self.median:.3g}", f"{self.target} > {self.median:.3g}"]
 
     # ----------------------------------------------------------------- graph
     def _random_dag(self, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int]:
@@ -360,52 +368,17 @@ class SCMTaskSource(TaskSource):
         # different interventions for train, val and test.
         task_id = int(rng.integers(0, 2**62))
         sub = np.random.default_rng([self.seed, 3, SPLITS.index(split), task_id])
-        d = self.num_variables
-        t = self.target_index
-        mechanisms: dict[int, Mechanism] = {}
-        extra: dict = {}
         if self.shift_mode == "target_term":
-            m = self.mechanisms[t].copy()
-            k = int(sub.integers(0, len(m.parents)))
-            old = m.weights[k]
-            # New weight at least 0.5 away from the old one, so the shift is visible.
-            while True:
-                new = float(_random_weights(sub, 1)[0])
-                if abs(new - old) >= 0.5:
-                    break
-            m.weights[k] = new
-            mechanisms[t] = m
-            intervened = [t]
-            extra = {
-                "shifted_parent": self.variable_names[m.parents[k]],
-                "old_weight": float(old),
-                "new_weight": new,
-            }
+            mechanisms, intervened, extra = self._shift_target_term(sub)
         else:
-            pool = [v for v in range(d) if self.intervene_on_target or v != t]
-            chosen = sorted(int(v) for v in sub.choice(pool, size=self.intervention_size, replace=False))
-            for v in chosen:
-                m = self.mechanisms[v].copy()
-                sign = sub.choice([-1.0, 1.0])
-                if m.parents:
-                    m.weights = _random_weights(sub, len(m.parents))
-                    m.offset = float(sign * sub.uniform(0.5, 1.5))
-                else:
-                    m.loc = float(sign * sub.uniform(0.5, 1.5))
-                    m.scale = float(sub.uniform(0.5, 2.0))
-                mechanisms[v] = m
-            intervened = chosen
-        if self.task_type == "classification":
-            # Both classes must stay reasonably common under the intervention, or
-            # K-shot-per-class episodes could not be drawn: redraw the task otherwise.
-            probe = SCMTask("probe", self, mechanisms, {})
-            y = self.sample_data(probe, 2000, sub)[:, t] > self.median
-            if not MIN_CLASS_SHARE <= float(y.mean()) <= 1.0 - MIN_CLASS_SHARE:
-                if _depth >= 100:
-                    raise TaskError(  # pragma: no cover - needs an extreme SCM
-                        "could not draw an intervention under which both classes occur"
-                    )
-                return self.sample_task(split, rng, _depth=_depth + 1)
+            mechanisms, intervened, extra = self._shift_mechanisms(sub)
+        if self.task_type == "classification" and not self._classes_balanced(mechanisms, sub):
+            # K-shot-per-class episodes need both classes reasonably common: redraw the task.
+            if _depth >= 100:
+                raise TaskError(  # pragma: no cover - needs an extreme SCM
+                    "could not draw an intervention under which both classes occur"
+                )
+            return self.sample_task(split, rng, _depth=_depth + 1)
         names = [self.variable_names[v] for v in intervened]
         truth = self.truth_graph()
         truth.update(
@@ -418,6 +391,45 @@ class SCMTaskSource(TaskSource):
         label = ",".join(names) if names else "none"
         name = f"scm-{split}-{task_id % 16**8:08x} do({label})"
         return SCMTask(name, self, mechanisms, truth)
+
+    def _shift_target_term(self, sub: np.random.Generator) -> tuple[dict[int, Mechanism], list[int], dict]:
+        """Change the weight of one parent term of the target's mechanism."""
+        t = self.target_index
+        m = self.mechanisms[t].copy()
+        k = int(sub.integers(0, len(m.parents)))
+        old = m.weights[k]
+        # New weight at least 0.5 away from the old one, so the shift is visible.
+        while True:
+            new = float(_random_weights(sub, 1)[0])
+            if abs(new - old) >= 0.5:
+                break
+        m.weights[k] = new
+        extra = {"shifted_parent": self.variable_names[m.parents[k]], "old_weight": float(old), "new_weight": new}
+        return {t: m}, [t], extra
+
+    def _shift_mechanisms(self, sub: np.random.Generator) -> tuple[dict[int, Mechanism], list[int], dict]:
+        """New random mechanisms for ``intervention_size`` variables."""
+        t = self.target_index
+        pool = [v for v in range(self.num_variables) if self.intervene_on_target or v != t]
+        chosen = sorted(int(v) for v in sub.choice(pool, size=self.intervention_size, replace=False))
+        mechanisms: dict[int, Mechanism] = {}
+        for v in chosen:
+            m = self.mechanisms[v].copy()
+            sign = sub.choice([-1.0, 1.0])
+            if m.parents:
+                m.weights = _random_weights(sub, len(m.parents))
+                m.offset = float(sign * sub.uniform(0.5, 1.5))
+            else:
+                m.loc = float(sign * sub.uniform(0.5, 1.5))
+                m.scale = float(sub.uniform(0.5, 2.0))
+            mechanisms[v] = m
+        return mechanisms, chosen, {}
+
+    def _classes_balanced(self, mechanisms: dict[int, Mechanism], sub: np.random.Generator) -> bool:
+        """Both classes have a share of at least MIN_CLASS_SHARE under these mechanisms."""
+        probe = SCMTask("probe", self, mechanisms, {})
+        y = self.sample_data(probe, 2000, sub)[:, self.target_index] > self.median
+        return MIN_CLASS_SHARE <= float(y.mean()) <= 1.0 - MIN_CLASS_SHARE
 
     def describe(self) -> dict:
         info = super().describe()

@@ -1,6 +1,7 @@
 """Tasks from a CSV (or DataFrame): one task per value of a task column.
 
-Features are all columns except the target and task columns; they must be numeric.
+Features are ``feature_columns`` (default: every column except the target and task columns);
+they must be numeric.
 Features are standardised with the mean/std of the *train* tasks' rows (all rows if the
 train split is empty), so 0.0 is the train mean and the natural reference value
 (``background_value``) for feature interventions.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
-from .images import _check_fractions, split_counts
+from .base import (
+    SPLITS,
+    Episode,
+    Task,
+    TaskError,
+    TaskSource,
+    check_fractions,
+    check_shots,
+    check_split,
+    split_counts,
+)
 
 CsvInput = str | os.PathLike | bytes | io.IOBase | pd.DataFrame
 MAX_CLASSES_AUTO = 10  # auto task_type: at most this many distinct values -> classification
@@ -153,6 +164,94 @@ def _looks_headerless(cols: list[str]) -> bool:
     return True
 
 
+def _select_features(df: pd.DataFrame, features: Sequence[str], target: str, task: str) -> pd.DataFrame:
+    """The table cut to the chosen features plus the target and task columns."""
+    feats = [c for c in features if c not in (target, task)]
+    if not feats:
+        raise TaskError("choose at least one feature column besides the target and task columns")
+    missing = [c for c in (*feats, target, task) if c not in df.columns]
+    if missing:
+        raise TaskError(f"unknown columns {missing}; columns are {list(df.columns)}")
+    return df[[*feats, target, task]].copy()
+
+
+def _check_columns(df: pd.DataFrame, target_column: str, task_column: str) -> None:
+    """Distinct names, some rows, and target and task columns that exist and differ."""
+    cols = list(df.columns)
+    dups = sorted({c for c in cols if cols.count(c) > 1})
+    if dups:
+        raise TaskError(f"duplicate column names {dups}; every column needs its own name")
+    if len(df) == 0:
+        raise TaskError("the CSV has a header but no data rows")
+    for what, col in (("target", target_column), ("task", task_column)):
+        if col not in cols:
+            hint = " (the first row holds numbers: the CSV needs a header row of names)"
+            raise TaskError(
+                f"unknown {what} column {col!r}; columns are {cols}" + (hint if _looks_headerless(cols) else "")
+            )
+    if target_column == task_column:
+        raise TaskError("the target column and the task column must differ")
+
+
+def _numeric_features(df: pd.DataFrame, target_column: str, task_column: str) -> list[str]:
+    """The feature columns (all but target and task); booleans become 0/1 in ``df``, other
+    non-numeric columns are refused."""
+    feats = [c for c in df.columns if c not in (target_column, task_column)]
+    if not feats:
+        raise TaskError("no feature columns: the CSV needs columns besides target and task")
+    for c in feats:
+        if pd.api.types.is_bool_dtype(df[c]):
+            df[c] = df[c].astype(float)
+        elif not pd.api.types.is_numeric_dtype(df[c]):
+            raise TaskError(
+                f"feature column {c!r} is not numeric (dtype {df[c].dtype}); drop it or encode it as numbers"
+            )
+    return feats
+
+
+def _check_finite(df: pd.DataFrame, columns: list[str]) -> None:
+    """No missing or non-finite value in any used column."""
+    bad = {}
+    for c in columns:
+        col = df[c]
+        n_bad = int(col.isna().sum())
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            n_bad += int(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).sum())
+        if n_bad:
+            bad[c] = n_bad
+    if bad:
+        raise TaskError(f"missing or non-finite values (NaN/inf, empty cells, short rows) in columns: {bad}")
+
+
+def _resolve_task_type(target: pd.Series, target_column: str, task_type: str) -> str:
+    """``task_type`` with "auto" decided: a float target with many values is regression."""
+    if task_type == "auto":
+        is_float = pd.api.types.is_float_dtype(target)
+        task_type = "classification" if (not is_float or int(target.nunique()) <= MAX_CLASSES_AUTO) else "regression"
+    if task_type == "regression" and not (
+        pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+    ):
+        raise TaskError(
+            f"target column {target_column!r} is not numeric (dtype {target.dtype}); regression needs a numeric target"
+        )
+    return task_type
+
+
+def _split_tasks(task_ids: list[Any], fractions: tuple[float, float, float], seed: int) -> dict[str, list[Any]]:
+    """Task ids per split (see the module docstring for fewer than 3 tasks), each in ``task_ids`` order."""
+    rng = np.random.default_rng(seed)
+    perm = [task_ids[i] for i in rng.permutation(len(task_ids))]
+    n = len(perm)
+    if n == 1:
+        split_ids = {s: list(perm) for s in SPLITS}
+    elif n == 2:
+        split_ids = {"train": [perm[0]], "val": [perm[1]], "test": [perm[1]]}
+    else:
+        n_tr, n_va, _ = split_counts(n, fractions)
+        split_ids = {"train": perm[:n_tr], "val": perm[n_tr : n_tr + n_va], "test": perm[n_tr + n_va :]}
+    return {s: sorted(v, key=lambda t: task_ids.index(t)) for s, v in split_ids.items()}
+
+
 class TabularTask(Task):
     """All rows of one task id."""
 
@@ -252,92 +351,46 @@ class TabularTaskSource(TaskSource):
         task_type: str = "auto",
         split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
         seed: int = 0,
+        feature_columns: Sequence[str] | None = None,
     ) -> None:
+        """``feature_columns``: the features to use (default: every column but target and task)."""
         if task_type not in ("auto", "classification", "regression"):
             raise TaskError(f"task_type must be 'auto', 'classification' or 'regression', got {task_type!r}")
-        self.split_fractions = _check_fractions(split_fractions)
+        self.split_fractions = check_fractions(split_fractions)
         self.seed = int(seed)
         df = _read(data)
         df.columns = [str(c) for c in df.columns]
-        cols = list(df.columns)
-        dups = sorted({c for c in cols if cols.count(c) > 1})
-        if dups:
-            raise TaskError(f"duplicate column names {dups}; every column needs its own name")
-        if len(df) == 0:
-            raise TaskError("the CSV has a header but no data rows")
-        for what, col in (("target", target_column), ("task", task_column)):
-            if col not in cols:
-                hint = " (the first row holds numbers: the CSV needs a header row of names)"
-                raise TaskError(
-                    f"unknown {what} column {col!r}; columns are {cols}" + (hint if _looks_headerless(cols) else "")
-                )
-        if target_column == task_column:
-            raise TaskError("the target column and the task column must differ")
+        if feature_columns is not None:
+            df = _select_features(df, feature_columns, target_column, task_column)
+        _check_columns(df, target_column, task_column)
         self.target_column = target_column
         self.task_column = task_column
-        feats = [c for c in cols if c not in (target_column, task_column)]
-        if not feats:
-            raise TaskError("no feature columns: the CSV needs columns besides target and task")
-        for c in feats:
-            if pd.api.types.is_bool_dtype(df[c]):
-                df[c] = df[c].astype(float)
-            elif not pd.api.types.is_numeric_dtype(df[c]):
-                raise TaskError(
-                    f"feature column {c!r} is not numeric (dtype {df[c].dtype}); drop it or encode it as numbers"
-                )
-        self.feature_names = feats
-        self.input_shape = (len(feats),)
-
-        # Missing / non-finite values in any used column.
-        bad = {}
-        for c in [*feats, target_column, task_column]:
-            col = df[c]
-            n_bad = int(col.isna().sum())
-            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-                n_bad += int(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).sum())
-            if n_bad:
-                bad[c] = n_bad
-        if bad:
-            raise TaskError(f"missing or non-finite values (NaN/inf, empty cells, short rows) in columns: {bad}")
-
+        self.feature_names = _numeric_features(df, target_column, task_column)
+        self.input_shape = (len(self.feature_names),)
+        _check_finite(df, [*self.feature_names, target_column, task_column])
         target = df[target_column]
-        is_float = pd.api.types.is_float_dtype(target)
-        n_unique = int(target.nunique())
-        if task_type == "auto":
-            task_type = "classification" if (not is_float or n_unique <= MAX_CLASSES_AUTO) else "regression"
-        if task_type == "regression" and not (
-            pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
-        ):
-            raise TaskError(
-                f"target column {target_column!r} is not numeric (dtype {target.dtype}); "
-                "regression needs a numeric target"
-            )
-        self.task_type = task_type  # type: ignore[assignment]
+        self.task_type = _resolve_task_type(target, target_column, task_type)  # type: ignore[assignment]
 
-        # Tasks and their split.
-        task_ids = sorted(df[task_column].unique().tolist(), key=lambda v: (str(type(v)), v))
-        self.task_ids = task_ids
-        rng = np.random.default_rng(self.seed)
-        perm = [task_ids[i] for i in rng.permutation(len(task_ids))]
-        n = len(perm)
-        if n == 1:
-            split_ids = {s: list(perm) for s in SPLITS}
-        elif n == 2:
-            split_ids = {"train": [perm[0]], "val": [perm[1]], "test": [perm[1]]}
-        else:
-            n_tr, n_va, _ = split_counts(n, self.split_fractions)
-            split_ids = {
-                "train": perm[:n_tr],
-                "val": perm[n_tr : n_tr + n_va],
-                "test": perm[n_tr + n_va :],
-            }
-        self.split_task_ids = {s: sorted(v, key=lambda t: task_ids.index(t)) for s, v in split_ids.items()}
-
-        # Standardisation statistics from train rows.
-        x_all = df[feats].to_numpy(dtype=np.float64)
+        self.task_ids = sorted(df[task_column].unique().tolist(), key=lambda v: (str(type(v)), v))
+        self.split_task_ids = _split_tasks(self.task_ids, self.split_fractions, self.seed)
         train_mask = df[task_column].isin(self.split_task_ids["train"]).to_numpy()
         if not train_mask.any():
             train_mask = np.ones(len(df), dtype=bool)
+        x_std = self._standardise_features(df[self.feature_names].to_numpy(dtype=np.float64), train_mask)
+        self.target_mean: float | None = None
+        self.target_std: float | None = None
+        self.class_names: list[str] | None = None
+        if self.task_type == "classification":
+            y_all = self._encode_classes(target)
+        else:
+            y_all = self._standardise_target(target, train_mask)
+        self.background_value = 0.0
+        self._tasks = self._group_tasks(df, x_std, y_all)
+
+    # ------------------------------------------------------------ build phases
+    def _standardise_features(self, x_all: np.ndarray, train_mask: np.ndarray) -> np.ndarray:
+        """Features scaled by the train rows' mean and std; sets ``feature_mean``/``feature_std``."""
+        feats = self.feature_names
         with np.errstate(over="ignore", invalid="ignore"):
             mean = x_all[train_mask].mean(axis=0)
             std = x_all[train_mask].std(axis=0)
@@ -352,60 +405,64 @@ class TabularTaskSource(TaskSource):
         huge = [c for c, ok in zip(feats, np.isfinite(x_std).all(axis=0), strict=True) if not ok]
         if huge:
             raise TaskError(f"values too large for float32 once standardised in columns {huge}")
+        return x_std
 
-        self.target_mean: float | None = None
-        self.target_std: float | None = None
-        if task_type == "classification":
-            uniq = target.unique().tolist()
-            try:
-                uniq = sorted(uniq)
-            except TypeError:  # mixed types: order by text
-                uniq = sorted(uniq, key=str)
-            if len(uniq) > MAX_CLASSES:
-                raise TaskError(
-                    f"target column {target_column!r} has {len(uniq)} classes, more than MAX_CLASSES={MAX_CLASSES}; "
-                    "choose another target or task_type='regression' for a numeric target"
-                )
-            if len(uniq) < 2:
-                raise TaskError(
-                    f"target column {target_column!r} has only one class ({uniq[0]!r}); "
-                    "classification needs at least two"
-                )
-            self.class_names: list[str] | None = [str(v) for v in uniq]
-            index = {v: i for i, v in enumerate(uniq)}
-            y_all = target.map(index).to_numpy(dtype=np.int64)
-            self.output_dim = len(uniq)
-        else:
-            y = target.to_numpy(dtype=np.float64)
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.target_mean = float(y[train_mask].mean())
-                sd = float(y[train_mask].std())
-            if not (np.isfinite(self.target_mean) and np.isfinite(sd)):
-                raise TaskError(
-                    f"values too large to standardise (mean or spread overflows) in target column {target_column!r}"
-                )
-            self.target_std = sd if sd > 1e-12 else 1.0
-            with np.errstate(over="ignore", invalid="ignore"):
-                y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[:, None]
-            if not np.isfinite(y_all).all():
-                raise TaskError(f"values too large for float32 once standardised in target column {target_column!r}")
-            self.class_names = None
-            self.output_dim = 1
-        self.background_value = 0.0
+    def _encode_classes(self, target: pd.Series) -> np.ndarray:
+        """Global class indices (int64) of the target; sets ``class_names`` and ``output_dim``."""
+        uniq = target.unique().tolist()
+        try:
+            uniq = sorted(uniq)
+        except TypeError:  # mixed types: order by text
+            uniq = sorted(uniq, key=str)
+        if len(uniq) > MAX_CLASSES:
+            raise TaskError(
+                f"target column {self.target_column!r} has {len(uniq)} classes, more than MAX_CLASSES={MAX_CLASSES}; "
+                "choose another target or task_type='regression' for a numeric target"
+            )
+        if len(uniq) < 2:
+            raise TaskError(
+                f"target column {self.target_column!r} has only one class ({uniq[0]!r}); "
+                "classification needs at least two"
+            )
+        self.class_names = [str(v) for v in uniq]
+        self.output_dim = len(uniq)
+        index = {v: i for i, v in enumerate(uniq)}
+        return target.map(index).to_numpy(dtype=np.int64)
 
-        self._tasks: dict[Any, TabularTask] = {}
-        groups = df.groupby(task_column, sort=False).indices
-        for t in task_ids:
+    def _standardise_target(self, target: pd.Series, train_mask: np.ndarray) -> np.ndarray:
+        """Regression targets (n, 1) float32 scaled by the train rows; sets ``target_mean``/``target_std``."""
+        y = target.to_numpy(dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.target_mean = float(y[train_mask].mean())
+            sd = float(y[train_mask].std())
+        if not (np.isfinite(self.target_mean) and np.isfinite(sd)):
+            raise TaskError(
+                f"values too large to standardise (mean or spread overflows) in target column {self.target_column!r}"
+            )
+        self.target_std = sd if sd > 1e-12 else 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_all = ((y - self.target_mean) / self.target_std).astype(np.float32)[:, None]
+        if not np.isfinite(y_all).all():
+            raise TaskError(f"values too large for float32 once standardised in target column {self.target_column!r}")
+        self.output_dim = 1
+        return y_all
+
+    def _group_tasks(self, df: pd.DataFrame, x_std: np.ndarray, y_all: np.ndarray) -> dict[Any, TabularTask]:
+        """One TabularTask per task id, its rows in file order."""
+        tasks: dict[Any, TabularTask] = {}
+        groups = df.groupby(self.task_column, sort=False).indices
+        for t in self.task_ids:
             ix = np.sort(groups[t])
-            self._tasks[t] = TabularTask(
+            tasks[t] = TabularTask(
                 name=str(t),
                 x=x_std[ix],
                 y=y_all[ix],
-                task_type=task_type,
+                task_type=self.task_type,
                 output_dim=self.output_dim,
                 class_names=self.class_names,
                 task_id=t,
             )
+        return tasks
 
     # --------------------------------------------------------------- queries
     def task_names(self, split: str) -> list[str]:

@@ -1,0 +1,106 @@
+"""One-shot adaptation as the pages drive it: a sinusoid from clicked points, images from
+one picture per class, and the adapted model's outputs under a causal mask. The numbers are
+the engine's; these functions only arrange its inputs and results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine import OneShotMetaLearningEngine
+
+from .episodes import make_episode
+
+
+def _as_list(values: Any) -> list[float]:
+    arr = np.asarray(values, dtype=float)
+    return arr.reshape(arr.shape[0], -1)[:, 0].tolist() if arr.ndim else [float(arr)]
+
+
+def prior_curve(eng: OneShotMetaLearningEngine, task: Any, grid: np.ndarray) -> list[float]:
+    """The meta-model's own curve on ``grid`` (adaptation with zero steps)."""
+    truth = np.asarray(task.function(grid), dtype=np.float32).reshape(-1, 1)
+    x0 = grid[:1].astype(np.float32)
+    res = eng.one_shot_adapt_sync(task, support_data=(x0, truth[:1]), query_data=(grid, truth), steps=0)
+    return _as_list(res["predictions"])
+
+
+def adapt_sinusoid(
+    eng: OneShotMetaLearningEngine,
+    task: Any,
+    points: Sequence[tuple[float, float]],
+    grid: np.ndarray,
+) -> dict[str, Any]:
+    """Adapt to the given (x, y) points of a sinusoid task; query = the task's curve on ``grid``.
+
+    Returns the curves before (meta-model, 0 steps) and after adaptation, and the engine's result.
+    """
+    sx = np.array([[p[0]] for p in points], dtype=np.float32)
+    sy = np.array([[p[1]] for p in points], dtype=np.float32)
+    truth = np.asarray(task.function(grid), dtype=np.float32).reshape(-1, 1)
+    prior = eng.one_shot_adapt_sync(task, support_data=(sx, sy), query_data=(grid, truth), steps=0)
+    result = eng.one_shot_adapt_sync(task, support_data=(sx, sy), query_data=(grid, truth))
+    return {
+        "x": grid.ravel().tolist(),
+        "truth": truth.ravel().tolist(),
+        "prior": _as_list(prior["predictions"]),
+        "adapted": _as_list(result["predictions"]),
+        "prior_quality": prior["adaptation_quality"],
+        "support": (sx.ravel().tolist(), sy.ravel().tolist()),
+        "result": result,
+    }
+
+
+def adapt_images(
+    eng: OneShotMetaLearningEngine,
+    support_x: np.ndarray,
+    support_y: Sequence[int],
+    query_x: np.ndarray | None,
+    query_y: Sequence[int] | None,
+    class_names: Sequence[str],
+    name: str = "your images",
+) -> dict[str, Any]:
+    """Adapt from one image per class; predict the query images (labelled or not).
+
+    Unlabelled queries: the quality is measured on the support set itself and the
+    predictions come from ``predict_proba_sync`` on the query images.
+    """
+    n = len(class_names)
+    labelled = query_x is not None and query_y is not None and len(query_y) == len(query_x) and len(query_x) > 0
+    if labelled:
+        ep = make_episode(support_x, support_y, query_x, query_y, "classification", n, name)
+    else:
+        ep = make_episode(support_x, support_y, support_x, support_y, "classification", n, name)
+    result = eng.one_shot_adapt_sync(ep)
+    out: dict[str, Any] = {"result": result, "labelled": labelled, "class_names": list(class_names)}
+    if query_x is not None and len(query_x):
+        probs = eng.predict_proba_sync(np.asarray(query_x, dtype=np.float32)).numpy()
+        out["probabilities"] = probs.tolist()
+        out["predicted"] = probs.argmax(-1).tolist()
+    return out
+
+
+def masked_outputs(eng: OneShotMetaLearningEngine, x: Any, mask: Sequence[float] | None) -> np.ndarray:
+    """Predictions (regression values) or class probabilities of the adapted model under a mask."""
+    x = np.asarray(x, dtype=np.float32)
+    mask = None if mask is None else list(mask)
+    if eng.task_type == "classification":
+        return eng.predict_proba_sync(x, causal_mask=mask).numpy()
+    return eng.predict_sync(x, causal_mask=mask).numpy()
+
+
+def accuracy(probabilities: np.ndarray, labels: Sequence[int]) -> float:
+    """Share of rows whose most probable class is the label (nan without labels)."""
+    p = np.asarray(probabilities)
+    if len(labels) == 0:
+        return float("nan")
+    return float((p.argmax(-1) == np.asarray(labels)).mean())
+
+
+def mse(predictions: np.ndarray, targets: Any) -> float:
+    """Mean squared error of flattened predictions against targets (nan without targets)."""
+    p = np.asarray(predictions, dtype=float).reshape(-1)
+    t = np.asarray(targets, dtype=float).reshape(-1)
+    return float(np.mean((p - t) ** 2)) if len(t) else float("nan")

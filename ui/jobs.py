@@ -1,0 +1,153 @@
+"""Work functions for a session's worker thread (meta-training, mechanism discovery, the
+causal direction experiment) and the progress they report, as the pages show it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine import OneShotMetaLearningEngine
+from engine.causal_direction import run_two_variable_experiment
+from engine.tasks import Task, TaskSource
+
+from .worker import Worker
+
+
+def history_from_records(records: Sequence[dict[str, Any]], run: str | None = None) -> dict[str, Any]:
+    """A TrainingHistory-like dict from the worker's callback records (of one run)."""
+    h: dict[str, Any] = {
+        "metric_name": None,
+        "iteration": [],
+        "train_loss": [],
+        "train_metric": [],
+        "val_iteration": [],
+        "val_loss": [],
+        "val_metric": [],
+    }
+    for r in records:
+        if run is not None and r.get("run") != run:
+            continue
+        if "iteration" not in r:
+            continue
+        h["metric_name"] = r.get("metric_name", h["metric_name"])
+        h["iteration"].append(r["iteration"])
+        h["train_loss"].append(r.get("train_loss"))
+        h["train_metric"].append(r.get("train_metric"))
+        if r.get("val_loss") is not None:
+            h["val_iteration"].append(r["iteration"])
+            h["val_loss"].append(r["val_loss"])
+            h["val_metric"].append(r.get("val_metric"))
+    return h
+
+
+def format_seconds(s: float | None) -> str:
+    """A duration for people: "42 s", "3 min 05 s", "1 h 02 min" ("?" when unknown)."""
+    if s is None or not math.isfinite(s):
+        return "?"
+    s = max(0.0, float(s))
+    if s < 60:
+        return f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def progress_of(record: dict[str, Any] | None) -> tuple[float, str]:
+    """(fraction in [0, 1], one line of text) for a progress bar."""
+    if not record:
+        return 0.0, "starting…"
+    if "done" in record and "total" in record and record.get("total"):
+        frac = float(record["done"]) / float(record["total"])
+    else:
+        frac = float(record.get("fraction", 0.0) or 0.0)
+    frac = min(1.0, max(0.0, frac))
+    parts = [f"{record['done']} / {record['total']}" if "done" in record and "total" in record else f"{frac:.0%}"]
+    for key in ("run", "stage"):
+        if record.get(key):
+            parts.append(str(record[key]))
+    if "elapsed" in record:
+        parts.append(f"{format_seconds(record['elapsed'])} elapsed")
+    if "eta" in record:
+        parts.append(f"ETA {format_seconds(record['eta'])}")
+    if record.get("message"):
+        parts.append(str(record["message"]))
+    return frac, " · ".join(parts)
+
+
+def training_job(
+    eng: OneShotMetaLearningEngine,
+    source: TaskSource,
+    run_name: str,
+    baseline: tuple[OneShotMetaLearningEngine, str] | None = None,
+) -> Callable[[Worker], dict[str, Any]]:
+    """The work function of a training run: meta-train ``eng`` on ``source``, reporting every
+    iteration; then, optionally, a second engine (the plain baseline) on the same source."""
+
+    def job(worker: Worker) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def report_main(rec: dict[str, Any]) -> None:
+            worker.report({**rec, "run": run_name})
+
+        out[run_name] = eng.meta_train_sync(source, callback=report_main, stop=worker.should_stop)
+        if baseline is not None and not worker.should_stop():
+            beng, bname = baseline
+
+            def report_base(rec: dict[str, Any]) -> None:
+                worker.report({**rec, "run": bname})
+
+            out[bname] = beng.meta_train_sync(source, callback=report_base, stop=worker.should_stop)
+        return out
+
+    return job
+
+
+def discovery_job(
+    eng: OneShotMetaLearningEngine, tasks: Sequence[Task], held_out: Sequence[Task] | None = None
+) -> Callable[[Worker], Any]:
+    """Work function of ``eng.discover_causal_patterns_sync`` on ``tasks`` (held-out tasks
+    measure the effectiveness of the discovered priors), reporting its progress."""
+
+    def job(worker: Worker) -> Any:
+        return eng.discover_causal_patterns_sync(
+            list(tasks),
+            progress=worker.progress_callback(),
+            stop=worker.should_stop,
+            held_out=list(held_out) if held_out else None,
+        )
+
+    return job
+
+
+def direction_job(episodes: int, runs: int, n_categories: int) -> Callable[[Worker], dict[str, Any]]:
+    """Work function of the two-variable experiment: ``runs`` seeds, ``episodes`` interventions,
+    categorical variables with ``n_categories`` values; every callback reports sigma(gamma) of
+    every seed, so the page can draw the belief curves live."""
+
+    def job(worker: Worker) -> dict[str, Any]:
+        def callback(episode: int, sigmas: Sequence[float]) -> None:
+            worker.report(
+                {
+                    "done": int(episode),
+                    "total": int(episodes),
+                    "fraction": episode / max(1, episodes),
+                    "sigmas": [float(v) for v in sigmas],
+                    "message": f"median σ(γ) {float(np.median(sigmas)):.3f}",
+                }
+            )
+
+        return run_two_variable_experiment(
+            seeds=runs,
+            episodes=episodes,
+            n=n_categories,
+            callback=callback,
+            callback_every=max(1, episodes // 100),
+            stop=worker.should_stop,
+        )
+
+    return job
