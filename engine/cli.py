@@ -18,16 +18,31 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .config import FIELD_HELP, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
+from .config import FIELD_HELP, TEST_TIME_FIELDS, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
-from .tasks import TaskError, TaskSource, make_task_source
+from .tasks import SPLITS, ImageTaskSource, TabularTaskSource, TaskError, TaskSource, make_task_source
+from .tasks.content_hash import content_sha256
 
 _TYPES = {"int": int, "float": float, "str": str}
 _SEED_RANGE = (0, 2**31 - 1)
 # Fields fixed by the weights: a resumed run cannot change them.
 _ARCHITECTURE = ("algorithm", "hidden_dim", "num_mechanisms", "encoder", "conv_channels")
-# Settings that only change how a trained model predicts: evaluate may override them.
-_TEST_TIME_FIELDS = ("test_time_shifts", "test_time_views", "transductive_steps")
+# Data options (argparse dests) by the source kind they belong to: giving one implies that kind.
+_KIND_OPTIONS = {
+    "images": (
+        "within_group",
+        "rotations",
+        "mirrors",
+        "augment_shift",
+        "augment_affine",
+        "augment_elastic",
+        "include_groups",
+    ),
+    "tabular": ("target_column", "task_column"),
+    "scm": ("num_variables", "scm_task_type", "scm_seed", "shift_mode"),
+}
+_FILE_KINDS = ("images", "tabular")  # the kinds read from --path and split by --split-fractions
+_SHARED_OPTIONS = ("path", "split_fractions")
 
 
 def ranged(kind: type, low: float, high: float) -> Any:
@@ -125,13 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=ranged(int, 0, 1000), help="adaptation steps (default: the checkpoint's adaptation_steps)"
     )
-    p.add_argument("--support-shots", type=ranged(int, 1, 100), help="override the checkpoint's support shots")
-    for field in _TEST_TIME_FIELDS:
-        bounds = OneShotMetaLearningConfig.field_range(field)
-        kind = {"choices": VIEW_KINDS} if bounds is None else {"type": ranged(int, *bounds)}
+    for field in ("n_way", "support_shots", "query_shots"):
         p.add_argument(
-            "--" + field.replace("_", "-"), **kind, help=f"override the checkpoint's {field}: {FIELD_HELP[field]}"
+            _flag(field),
+            type=ranged(int, *OneShotMetaLearningConfig.field_range(field)),
+            help=f"override the checkpoint's {field} for this evaluation (checked against the data)",
         )
+    _add_test_time_options(p)
+    p.add_argument(
+        "--fixed-episodes",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="score fixed one-shot trials in an image zip or folder (PATH, or --path): each group folder is one "
+        "episode, files named support* in a class folder are its support set, the others its queries; every "
+        "query is scored once",
+    )
+    p.add_argument(
+        "--swap-roles", action="store_true", help="with --fixed-episodes: adapt on the queries, score the support"
+    )
     p.add_argument("--seed", type=ranged(int, *_SEED_RANGE), default=1234)
     _add_output_options(p)
 
@@ -145,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=ranged(int, 0, 1000), help="adaptation steps (default: the checkpoint's adaptation_steps)"
     )
+    _add_test_time_options(p)
     _add_output_options(p)
 
     p = sub.add_parser("discover", help="discover causal mechanisms of a checkpoint by intervention")
@@ -168,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
     return parser
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _add_test_time_options(p: argparse.ArgumentParser) -> None:
+    for field in TEST_TIME_FIELDS:
+        bounds = OneShotMetaLearningConfig.field_range(field)
+        kind = {"choices": VIEW_KINDS} if bounds is None else {"type": ranged(int, *bounds)}
+        p.add_argument(_flag(field), **kind, help=f"override the checkpoint's {field}: {FIELD_HELP[field]}")
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -213,21 +252,137 @@ def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, An
     return kw
 
 
-def _build_source(args: argparse.Namespace, engine: OneShotMetaLearningEngine | None, n_way: int) -> TaskSource:
-    if args.source is None:
-        recorded = (engine.source_info if engine else {}) or {}
-        if "cli_source" not in recorded:
-            raise TaskError("give --source (the checkpoint does not record how its task source was built)")
-        try:
-            kw = dict(recorded["cli_args"])
-            if not all(isinstance(k, str) for k in kw):
-                raise TypeError("argument names must be strings")
-            if "split_fractions" in kw:
-                kw["split_fractions"] = tuple(kw["split_fractions"])
-        except (TypeError, ValueError):
-            raise TaskError("the checkpoint's recorded task source is malformed: give --source") from None
-        return make_task_source(recorded["cli_source"], **kw)
-    return make_task_source(args.source, **_source_kwargs(args, n_way))
+def _recorded_source(engine: OneShotMetaLearningEngine, n_way: int) -> TaskSource:
+    """The checkpoint's own task source, rebuilt from the options it records (``n_way`` may differ)."""
+    recorded = engine.source_info or {}
+    if "cli_source" not in recorded:
+        raise TaskError("give --source (the checkpoint does not record how its task source was built)")
+    try:
+        kw = dict(recorded["cli_args"])
+        if not all(isinstance(k, str) for k in kw):
+            raise TypeError("argument names must be strings")
+        if "split_fractions" in kw:
+            kw["split_fractions"] = tuple(kw["split_fractions"])
+    except (TypeError, ValueError):
+        raise TaskError("the checkpoint's recorded task source is malformed: give --source") from None
+    if "n_way" in kw:
+        kw["n_way"] = n_way
+    return make_task_source(recorded["cli_source"], **kw)
+
+
+def _data_kind(args: argparse.Namespace, recorded: str | None) -> str | None:
+    """The source kind the data options imply; None when none is given (the checkpoint's own data)."""
+    given = {k: [d for d in opts if getattr(args, d, None) is not None] for k, opts in _KIND_OPTIONS.items()}
+    implied = sorted(k for k, dests in given.items() if dests)
+    shared = [d for d in _SHARED_OPTIONS if getattr(args, d, None) is not None]
+    if args.source is not None:
+        for kind in implied:
+            if kind != args.source:
+                raise TaskError(
+                    f"{_flag(given[kind][0])} is an option of --source {kind}, not of --source {args.source}"
+                )
+        if shared and args.source not in _FILE_KINDS:
+            raise TaskError(f"{_flag(shared[0])} does not apply to --source {args.source}")
+        return args.source
+    if len(implied) > 1:
+        a, b = implied[:2]
+        raise TaskError(f"{_flag(given[a][0])} ({a}) and {_flag(given[b][0])} ({b}) belong to different task sources")
+    if implied:
+        return implied[0]
+    if not shared:
+        return None
+    if recorded in _FILE_KINDS:
+        return recorded
+    if args.path is None:
+        raise TaskError(f"--split-fractions applies to images or tabular data, not to {recorded}: give --source")
+    return "tabular" if str(args.path).lower().endswith(".csv") else "images"
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    try:
+        return a is not None and b is not None and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _build_source(args: argparse.Namespace, engine: OneShotMetaLearningEngine, n_way: int) -> TaskSource:
+    """The data to score: the checkpoint's own, or exactly what the data options name. Any data
+    option implies its source kind; a path that does not exist is an error. New data (another
+    path) without --split-fractions is all in the scored split."""
+    recorded = engine.source_info or {}
+    recorded_kind = recorded.get("cli_source") or recorded.get("name")
+    kind = _data_kind(args, recorded_kind)
+    if kind is None:
+        return _recorded_source(engine, n_way)
+    if args.path is not None and not Path(args.path).expanduser().exists():
+        raise TaskError(f"--path {args.path!r}: no such file or folder")
+    recorded_args = recorded.get("cli_args") if isinstance(recorded.get("cli_args"), dict) else {}
+    same_kind = kind == recorded_kind
+    view = argparse.Namespace(**{**vars(args), "source": kind})
+    if kind == "tabular" and same_kind:  # the checkpoint's columns unless others are named
+        view.target_column = args.target_column or recorded_args.get("target_column")
+        view.task_column = args.task_column or recorded_args.get("task_column")
+    kw = _source_kwargs(view, n_way)
+    if kind in _FILE_KINDS and "split_fractions" not in kw:
+        recorded_path = recorded_args.get("path") or recorded_args.get("data") or recorded.get("path")
+        if same_kind and (args.path is None or _same_path(args.path, recorded_path)):
+            if "split_fractions" in recorded_args:
+                kw["split_fractions"] = tuple(recorded_args["split_fractions"])
+        else:
+            split = getattr(args, "split", "test")
+            kw["split_fractions"] = tuple(float(s == split) for s in SPLITS)
+    return make_task_source(kind, **kw)
+
+
+def _check_data_fits(engine: OneShotMetaLearningEngine, source: TaskSource, split: str) -> None:
+    """The model takes the data's inputs and classes, and the data has enough classes and images
+    for the episodes asked for; otherwise a message naming the option to change."""
+    learner, cfg = engine.learner, engine.config
+    assert learner is not None and engine.model is not None
+    if tuple(engine.model.input_shape) != tuple(source.input_shape) or engine.task_type != source.task_type:
+        raise TaskError(
+            f"the checkpoint's model takes {engine.task_type} tasks with input shape {list(engine.model.input_shape)}, "
+            f"but the data gives {source.task_type} tasks with input shape {list(source.input_shape)}"
+        )
+    if not learner.embedding_only and source.output_dim != engine.output_dim:
+        raise TaskError(
+            f"this {cfg.algorithm.name} model's head has {engine.output_dim} outputs, but the data gives "
+            f"{source.output_dim} (--n-way must be {engine.output_dim}; prototypical and relation models take any)"
+        )
+    if isinstance(source, ImageTaskSource):
+        sizes = source.class_sizes(split)
+        if len(sizes) < source.n_way:
+            raise TaskError(
+                f"split {split!r} of the data has {len(sizes)} classes, fewer than --n-way {source.n_way} "
+                "(give a smaller --n-way, or --split-fractions to put more classes in this split)"
+            )
+        need = cfg.support_shots + cfg.query_shots
+        small = min(sizes, key=sizes.get)
+        if sizes[small] < need:
+            raise TaskError(
+                f"class {small!r} in split {split!r} has {sizes[small]} images, but --support-shots "
+                f"{cfg.support_shots} + --query-shots {cfg.query_shots} need {need} per class "
+                f"(the smallest class allows --query-shots {max(sizes[small] - cfg.support_shots, 0)})"
+            )
+    if isinstance(source, TabularTaskSource) and not source.task_names(split):
+        raise TaskError(f"split {split!r} of the data has no tasks (give --split-fractions)")
+
+
+def _data_record(source: TaskSource, split: str, episodes: int) -> dict[str, Any]:
+    """What was scored: the source kind, its path and content hash, its classes or tasks."""
+    path = getattr(source, "path", None) or getattr(source, "data_path", None)
+    record: dict[str, Any] = {"kind": source.name, "path": None if path is None else str(path), "sha256": None}
+    if path is not None and Path(str(path)).exists():
+        record["sha256"] = content_sha256(path)
+    record["split"] = split
+    if isinstance(source, ImageTaskSource):
+        record["classes"] = source.num_classes(split)
+        record["split_fractions"] = list(source.split_fractions)
+    elif isinstance(source, TabularTaskSource):
+        record["tasks"] = len(source.task_names(split))
+        record["split_fractions"] = list(source.split_fractions)
+    record["episodes"] = episodes
+    return record
 
 
 def _config_from_args(args: argparse.Namespace) -> OneShotMetaLearningConfig:
@@ -352,23 +507,66 @@ def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
 
 
+def _apply_test_time(engine: OneShotMetaLearningEngine, args: argparse.Namespace) -> None:
+    engine.set_test_time(args.test_time_shifts, args.test_time_views, args.transductive_steps)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
-    overrides = {k: getattr(args, k) for k in ("support_shots", *_TEST_TIME_FIELDS) if getattr(args, k) is not None}
-    if overrides:
-        engine.config = engine.config.replace(**overrides)
-        engine.learner.config = engine.config
+    _apply_test_time(engine, args)
+    if args.fixed_episodes is not None:
+        return _evaluate_fixed(engine, args)
+    if args.swap_roles:
+        raise TaskError("--swap-roles applies to --fixed-episodes only")
+    engine.set_config(**{k: getattr(args, k) for k in ("n_way", "support_shots", "query_shots") if getattr(args, k)})
     source = _build_source(args, engine, engine.config.n_way)
+    _check_data_fits(engine, source, args.split)
     result = engine.evaluate_sync(source, args.split, episodes=args.episodes, steps=args.steps, seed=args.seed)
-    return {"command": "evaluate", "checkpoint": args.checkpoint, "split": args.split, **result}
+    cfg = engine.config
+    settings = {
+        "n_way": getattr(source, "n_way", None),
+        "support_shots": cfg.support_shots,
+        "query_shots": cfg.query_shots,
+        "steps": engine.learner.default_steps() if args.steps is None else args.steps,
+        "seed": args.seed,
+        **engine.test_time(),
+    }
+    return {
+        "command": "evaluate",
+        "checkpoint": args.checkpoint,
+        "split": args.split,
+        "data": _data_record(source, args.split, result["episodes"]),
+        "settings": settings,
+        **result,
+    }
+
+
+def _evaluate_fixed(engine: OneShotMetaLearningEngine, args: argparse.Namespace) -> dict[str, Any]:
+    path = args.fixed_episodes or args.path
+    if not path:
+        raise TaskError("--fixed-episodes needs an image zip or folder: --fixed-episodes PATH")
+    if args.fixed_episodes and args.path and not _same_path(args.fixed_episodes, args.path):
+        raise TaskError("--fixed-episodes and --path name different data: give one")
+    fixed_by_data = ["n_way", "support_shots", "query_shots", "split_fractions"]
+    given = [d for d in fixed_by_data + [o for opts in _KIND_OPTIONS.values() for o in opts] if getattr(args, d, None)]
+    if given:
+        raise TaskError(
+            f"{_flag(given[0])} does not apply to --fixed-episodes (the episodes fix their classes and shots)"
+        )
+    if not Path(path).expanduser().exists():
+        raise TaskError(f"--fixed-episodes {path!r}: no such file or folder")
+    result = engine.evaluate_fixed_sync(path, swap_roles=args.swap_roles, steps=args.steps)
+    return {"command": "evaluate", "checkpoint": args.checkpoint, **result}
 
 
 def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
+    _apply_test_time(engine, args)
     source = _build_source(args, engine, engine.config.n_way)
+    _check_data_fits(engine, source, args.split)
     task = source.tasks(args.split, 1, seed=args.task_seed)[0]
     result = engine.one_shot_adapt_sync(task, steps=args.steps, seed=args.task_seed)
-    return {"command": "adapt", "checkpoint": args.checkpoint, **result}
+    return {"command": "adapt", "checkpoint": args.checkpoint, "settings": engine.test_time(), **result}
 
 
 def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
@@ -376,8 +574,7 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
     if args.threshold is not None:
-        engine.config = engine.config.replace(mechanism_threshold=args.threshold)
-        engine.learner.config = engine.config
+        engine.set_config(mechanism_threshold=args.threshold)
     source = _build_source(args, engine, engine.config.n_way)
     tasks = source.tasks(args.split, args.tasks, seed=args.task_seed)
     bar = None if args.quiet else _StageBar()

@@ -54,6 +54,8 @@ _RANGES: dict[str, tuple[float, float]] = {
 _DEVICES = ("auto", "cpu", "cuda")
 _ENCODERS = ("auto", "mlp", "conv4")
 VIEW_KINDS = ("plus", "grid", "grid_affine")  # engine.algorithms.image_views makes them
+# Settings that change only how a trained model predicts (OneShotMetaLearningEngine.set_test_time).
+TEST_TIME_FIELDS = ("test_time_shifts", "test_time_views", "transductive_steps")
 
 
 @dataclass

@@ -42,12 +42,16 @@ from .checkpoint import (
     read_checkpoint_zip,
     save_checkpoint,
 )
-from .config import OneShotMetaLearningConfig
+from .config import TEST_TIME_FIELDS, OneShotMetaLearningConfig
 from .discovery import discover_mechanisms
+from .fixed_evaluation import score_fixed_episodes
 from .interventions import LEVELS, create_intervention_mask, describe_intervention, hierarchical_adapt
 from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
-from .tasks.base import Episode, Task, TaskSource
+from .tasks.base import Episode, Task, TaskError, TaskSource
+from .tasks.content_hash import content_sha256
+from .tasks.fixed_episodes import FixedEpisode, load_fixed_episodes
+from .tasks.image_archive import ImageInput
 from .tasks.task_list import TaskListSource
 from .training import TrainingHistory, evaluate, meta_train
 
@@ -246,6 +250,70 @@ class OneShotMetaLearningEngine:
             )
         ]
         return evaluate(learner, eps, steps)
+
+    def evaluate_fixed_sync(
+        self,
+        data: ImageInput | Sequence[FixedEpisode],
+        swap_roles: bool = False,
+        steps: int | None = None,
+    ) -> dict[str, Any]:
+        """Score fixed episodes (``engine.tasks.fixed_episodes``: a zip or folder, its bytes, or
+        loaded episodes): per-episode accuracy, confusion and predictions, and the mean over
+        episodes with its 95% interval. ``data`` in the result names what was scored."""
+        learner = self._require()
+        record: dict[str, Any] = {"path": None, "sha256": None}
+        if isinstance(data, (list, tuple)):
+            episodes = list(data)
+        else:
+            shape = learner.model.input_shape
+            if len(shape) != 3:
+                raise TaskError(
+                    f"fixed episodes are images; this checkpoint's model takes inputs of shape {list(shape)}"
+                )
+            if hasattr(data, "read"):
+                data = data.read()
+            record = {
+                "path": "<uploaded zip>" if isinstance(data, (bytes, bytearray)) else str(data),
+                "sha256": content_sha256(data) if isinstance(data, (bytes, bytearray)) or Path(data).exists() else None,
+            }
+            episodes = load_fixed_episodes(data, int(shape[-1]), swap_roles)
+        result = score_fixed_episodes(learner, episodes, steps, self.device)
+        record.update(
+            kind="fixed_episodes",
+            swap_roles=bool(swap_roles),
+            episodes=len(episodes),
+            classes=sum(len(fe.class_names) for fe in episodes),
+            support_images=sum(len(fe.support_files) for fe in episodes),
+            queries=result["queries"],
+        )
+        steps = learner.default_steps() if steps is None else steps
+        return {"data": record, "settings": {"steps": steps, **self.test_time()}, **result}
+
+    def test_time(self) -> dict[str, Any]:
+        """The settings that change only how a trained model predicts (docs/DESIGN.md section 3)."""
+        return {name: getattr(self.config, name) for name in TEST_TIME_FIELDS}
+
+    def set_test_time(
+        self, shifts: int | None = None, views: str | None = None, transductive_steps: int | None = None
+    ) -> dict[str, Any]:
+        """Change the test-time views and transduction (None keeps a setting) in the one config the
+        engine and its learner both read. A bad value is a ConfigError and changes nothing.
+        Returns the settings now in force."""
+        changes = {
+            name: value
+            for name, value in zip(TEST_TIME_FIELDS, (shifts, views, transductive_steps), strict=True)
+            if value is not None
+        }
+        self.set_config(**changes)
+        return self.test_time()
+
+    def set_config(self, **changes: Any) -> OneShotMetaLearningConfig:
+        """Replace config fields (validated) for the engine and its learner alike."""
+        config = self.config.replace(**changes)
+        self.config = config
+        if self.learner is not None:
+            self.learner.config = config
+        return config
 
     # ---- adaptation ---------------------------------------------------------------------------
     def one_shot_adapt_sync(
@@ -682,6 +750,7 @@ class OneShotMetaLearningEngine:
     initialize = async_twin("initialize", "build a fresh model and learner.")
     meta_train = async_twin("meta_train", "meta-train on a task source.")
     evaluate = async_twin("evaluate", "held-out loss and metric.")
+    evaluate_fixed = async_twin("evaluate_fixed", "score fixed episodes.")
     one_shot_adapt = async_twin("one_shot_adapt", "adapt to a task from its support data.")
     hierarchical_adapt = async_twin("hierarchical_adapt", "adapt level by level.")
     adapt_with_intervention = async_twin("adapt_with_intervention", "adapt with a causal mask applied.")

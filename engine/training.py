@@ -99,16 +99,21 @@ def meta_step(
     return total / n, float(np.mean(metrics)), finite
 
 
+def ci95_half_width(values: Any) -> float:
+    """Half-width of the normal 95% interval of the mean over episodes (NaN for fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    return float(1.96 * values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def evaluate(learner: CausalMetaLearner, episodes: list[Episode], steps: int | None = None) -> dict[str, float]:
     """Mean query loss and metric over episodes, with the 95% interval of the metric."""
     rows = [learner.evaluate_episode(ep, steps) for ep in episodes]
     name = learner.metric_name()
     values = np.array([r[name] for r in rows], dtype=float)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
     return {
         "loss": float(np.mean([r["loss"] for r in rows])),
         name: float(values.mean()),
-        f"{name}_ci95": float(half),
+        f"{name}_ci95": ci95_half_width(values),
         "episodes": len(rows),
     }
 

@@ -34,7 +34,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -65,6 +65,7 @@ class ImageSet:
     indices: list[np.ndarray]  # per class, rows of ``images``
     inverted: bool
     skipped_members: list[str]
+    files: list[str] = field(default_factory=list)  # per image row, its member path inside the set
 
 
 _CACHE: OrderedDict[tuple, ImageSet] = OrderedDict()
@@ -211,6 +212,7 @@ def _finish(
         indices=indices,
         inverted=inverted,
         skipped_members=skipped,
+        files=["/".join(parts) for parts, _ in members],
     )
 
 

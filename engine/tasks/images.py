@@ -229,6 +229,11 @@ class ImageTaskSource(TaskSource):
         check_split(split)
         return len(self._split_ids[split])
 
+    def class_sizes(self, split: str) -> dict[str, int]:
+        """Images per class of ``split`` (the sizes an episode's shots are checked against)."""
+        check_split(split)
+        return {self._names[i]: len(self._rows_of(i)) for i in self._split_ids[split]}
+
     def num_images(self) -> int:
         """Decoded images (before rotation copies)."""
         return int(self._data.images.shape[0])
