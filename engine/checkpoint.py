@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 MECHANISMS = "mechanisms.json"
+OPTIMIZER = "optimizer.safetensors"  # the outer optimiser's state, so a resumed run continues it
 MAX_JSON_BYTES = 50 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 2 * 1024**3
 
@@ -42,6 +43,7 @@ class CheckpointData:
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]  # config.json contents
     mechanisms: list[dict[str, Any]]
+    optimizer: dict[str, torch.Tensor] | None = None  # optimizer.safetensors, when saved
 
 
 def save_checkpoint(
@@ -49,6 +51,7 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor],
     meta: dict[str, Any],
     mechanisms: list[dict[str, Any]],
+    optimizer: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory, or a zip when ``path`` ends in .zip. Returns the path."""
     path = Path(path)
@@ -61,6 +64,8 @@ def save_checkpoint(
         ).encode(),
         MECHANISMS: json.dumps(_finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
     }
+    if optimizer:
+        files[OPTIMIZER] = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in optimizer.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zip":
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -131,13 +136,13 @@ def _read_files(path: Path) -> dict[str, bytes]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         out = {}
-        for name in (WEIGHTS, CONFIG, MECHANISMS):
+        for name in (WEIGHTS, CONFIG, MECHANISMS, OPTIMIZER):
             f = path / name
             if not f.exists():
                 continue
             if not f.is_file():
                 raise CheckpointError(f"{path}: {name} is not a regular file")
-            cap = MAX_WEIGHTS_BYTES if name == WEIGHTS else MAX_JSON_BYTES
+            cap = MAX_WEIGHTS_BYTES if name in (WEIGHTS, OPTIMIZER) else MAX_JSON_BYTES
             try:
                 if f.stat().st_size > cap:
                     raise CheckpointError(f"{path}: {name} is larger than {cap} bytes")
@@ -175,11 +180,11 @@ def read_checkpoint_zip(data: bytes | Path, label: str = "checkpoint") -> dict[s
                 raise CheckpointError(f"{label}: the zip holds an unsafe member path {info.filename[:200]!r}")
         for info in infos:
             name = info.filename.rsplit("/", 1)[-1]
-            if name not in (WEIGHTS, CONFIG, MECHANISMS) or info.is_dir():
+            if name not in (WEIGHTS, CONFIG, MECHANISMS, OPTIMIZER) or info.is_dir():
                 continue
             if name in out:
                 raise CheckpointError(f"{label}: the zip holds more than one {name}")
-            cap = MAX_WEIGHTS_BYTES if name == WEIGHTS else MAX_JSON_BYTES
+            cap = MAX_WEIGHTS_BYTES if name in (WEIGHTS, OPTIMIZER) else MAX_JSON_BYTES
             if info.file_size > cap:
                 raise CheckpointError(f"{label}: {name} is larger than {cap} bytes")
             try:
@@ -213,7 +218,13 @@ def parse_checkpoint_files(files: dict[str, bytes], label: str = "checkpoint") -
         mechanisms = mechanisms.get("mechanisms", [])
     if not isinstance(mechanisms, list):
         raise CheckpointError(f"{label}: {MECHANISMS} must hold a list of mechanisms")
-    return CheckpointData(tensors, meta, mechanisms)
+    optimizer = None
+    if OPTIMIZER in files:
+        try:
+            optimizer = load_safetensors_bytes(files[OPTIMIZER])
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{label}: {OPTIMIZER} is not a valid safetensors file ({exc})") from None
+    return CheckpointData(tensors, meta, mechanisms, optimizer)
 
 
 def _parse_json(data: bytes, name: str, label: str) -> Any:
@@ -300,3 +311,42 @@ def descriptive_fields(meta: dict[str, Any], name: str) -> tuple[list[str] | Non
     if not isinstance(source_info, dict):
         raise CheckpointError(f"{name}: config.json source must be an object")
     return feature_names, source_info
+
+
+# ------------------------------------------------------------------------------ optimiser state
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """The optimiser's per-parameter state as named tensors (``"<param index>.<key>"``) and its
+    parameter groups as JSON-able dicts."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}.{key}": torch.as_tensor(value)
+        for index, slots in state["state"].items()
+        for key, value in slots.items()
+    }
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: Any, name: str
+) -> None:
+    """Load a saved state into ``optimizer`` (built over the same parameters), checked first:
+    every slot names a parameter, moment tensors have its shape, everything is finite."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    bad = CheckpointError(f"{name}: {OPTIMIZER} does not match the model's parameters")
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise bad
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, _, slot = key.partition(".")
+        if not index.isdigit() or int(index) >= len(params) or not slot:
+            raise bad
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{name}: {OPTIMIZER} holds NaN or infinite values")
+        if slot != "step" and tuple(value.shape) != tuple(params[int(index)].shape):
+            raise bad
+        state.setdefault(int(index), {})[slot] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: {OPTIMIZER} cannot be loaded ({exc})") from None

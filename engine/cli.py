@@ -126,10 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="meta-train on a task source and write a checkpoint")
-    _add_source_options(p, required=True)
+    _add_source_options(p, required=False)
     _add_config_options(p)
     p.add_argument("--out", default="checkpoints/model", help="checkpoint directory (or .zip) to write")
-    p.add_argument("--resume", help="continue training from this checkpoint")
+    p.add_argument(
+        "--resume",
+        help="continue training from this checkpoint: the same task source, optimiser state and settings unless "
+        "an option is given (each change is reported); --num-meta-iterations is then the total",
+    )
+    p.add_argument(
+        "--more-iterations",
+        type=ranged(int, 1, 10_000_000),
+        help="with --resume: iterations to add to the checkpoint's",
+    )
     _add_output_options(p)
 
     p = sub.add_parser("evaluate", help="held-out loss and metric of a checkpoint")
@@ -449,28 +458,83 @@ def _summary(result: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    if args.resume:
-        engine = OneShotMetaLearningEngine.from_checkpoint(args.resume, device=args.device or "auto")
-        overrides = {
-            f.name: getattr(args, f.name)
-            for f in dataclasses.fields(OneShotMetaLearningConfig)
-            if getattr(args, f.name, None) is not None
-        }
-        for name in _ARCHITECTURE:
-            if name in overrides and str(overrides[name]).upper() != str(getattr(engine.config, name)).upper():
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint's weights "
-                    f"were built for {name}={getattr(engine.config, name)} (train a new model instead)"
-                )
-        engine.config = engine.config.replace(**overrides)
-        engine.learner.config = engine.config
+def _resume(
+    args: argparse.Namespace,
+) -> tuple[OneShotMetaLearningEngine, TaskSource, dict[str, Any], int, list[str]]:
+    """The checkpoint's engine with its optimiser, its task source rebuilt from the recorded options,
+    and the given options applied on top. Returns (engine, source, its options, total iterations,
+    the changes)."""
+    engine = OneShotMetaLearningEngine.from_checkpoint(args.resume, device=args.device or "auto")
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(OneShotMetaLearningConfig)
+        if getattr(args, f.name, None) is not None and f.name not in ("num_meta_iterations", "device")
+    }
+    for name in _ARCHITECTURE:
+        if name in overrides and str(overrides[name]).upper() != str(getattr(engine.config, name)).upper():
+            raise ConfigError(
+                f"--{name.replace('_', '-')} cannot change when resuming: the checkpoint's weights "
+                f"were built for {name}={getattr(engine.config, name)} (train a new model instead)"
+            )
+    changes = [
+        f"{name}: {getattr(engine.config, name)} -> {value}"
+        for name, value in overrides.items()
+        if str(value).upper() != str(getattr(engine.config, name)).upper()
+    ]
+    done = len(engine.history.iteration) if engine.history else 0
+    if args.num_meta_iterations is not None and args.more_iterations is not None:
+        raise ConfigError("give --num-meta-iterations (the total) or --more-iterations (to add), not both")
+    if args.more_iterations is not None:
+        total = done + args.more_iterations
     else:
+        total = args.num_meta_iterations if args.num_meta_iterations is not None else engine.config.num_meta_iterations
+    if total <= done:
+        raise ConfigError(
+            f"the checkpoint has trained {done} iterations, so --num-meta-iterations {total} (the total) leaves "
+            "nothing to do: give a larger total or --more-iterations N"
+        )
+    engine.set_config(**overrides)
+    recorded = engine.source_info or {}
+    kind = args.source or recorded.get("cli_source")
+    if kind is None:
+        raise TaskError("give --source (the checkpoint does not record how its task source was built)")
+    base = dict(recorded.get("cli_args") or {}) if kind == recorded.get("cli_source") else {}
+    if kind == "tabular":  # the recorded columns unless others are named
+        args = argparse.Namespace(**{**vars(args), "source": kind})
+        args.path = args.path or base.get("data")
+        args.target_column = args.target_column or base.get("target_column")
+        args.task_column = args.task_column or base.get("task_column")
+    given = _source_kwargs(argparse.Namespace(**{**vars(args), "source": kind}), engine.config.n_way)
+    if kind != recorded.get("cli_source"):
+        changes.append(f"source: {recorded.get('cli_source')} -> {kind}")
+    changes += [f"{k}: {base.get(k)} -> {v}" for k, v in _jsonable(given).items() if base.get(k) != v]
+    kwargs = {**base, **given}
+    if "split_fractions" in kwargs:
+        kwargs["split_fractions"] = tuple(kwargs["split_fractions"])
+    source = make_task_source(kind, **kwargs)
+    args.source = kind
+    return engine, source, kwargs, total, changes
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    changes: list[str] = []
+    if args.resume:
+        engine, source, kwargs, total, changes = _resume(args)
+        for change in changes:
+            print(f"resume: {change}", file=sys.stderr)
+        done = len(engine.history.iteration) if engine.history else 0
+        engine.set_config(num_meta_iterations=total - done)  # this run's share; the total is saved
+    else:
+        if args.source is None:
+            raise TaskError("give --source (or --resume a checkpoint)")
+        if args.more_iterations is not None:
+            raise ConfigError("--more-iterations needs --resume")
         engine = OneShotMetaLearningEngine(_config_from_args(args))
-    source = make_task_source(args.source, **_source_kwargs(args, engine.config.n_way))
-    if not args.resume:
+        kwargs = _source_kwargs(args, engine.config.n_way)
+        source = make_task_source(args.source, **kwargs)
         engine.initialize_for_source(source)
-    elif engine._incompatible(source):
+        total = engine.config.num_meta_iterations
+    if args.resume and engine._incompatible(source):
         # meta_train would silently start a fresh model: say so instead.
         assert engine.model is not None
         raise TaskError(
@@ -481,18 +545,20 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     engine.source_info = {
         **source.describe(),
         "cli_source": args.source,
-        "cli_args": _jsonable(_source_kwargs(args, engine.config.n_way)),
+        "cli_args": _jsonable(kwargs),
     }
     progress = _Progress(engine.config.num_meta_iterations, args.quiet, "meta-train")
     try:
         history = engine.meta_train_sync(source, callback=progress)
     finally:
         progress.close()
+    engine.set_config(num_meta_iterations=total)
     out = engine.save_sync(args.out)
     evaluation = engine.evaluate_sync(source, "test", episodes=50)
     return {
         "command": "train",
         "checkpoint": str(out),
+        "resumed": {"from": args.resume, "changed": changes} if args.resume else None,
         "config": engine.config.to_dict(),
         "source": engine.source_info,
         "iterations": len(history["iteration"]),

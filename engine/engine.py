@@ -38,8 +38,10 @@ from .checkpoint import (
     descriptive_fields,
     history_from_meta,
     load_checkpoint,
+    optimizer_state,
     parse_checkpoint_files,
     read_checkpoint_zip,
+    restore_optimizer,
     save_checkpoint,
 )
 from .config import TEST_TIME_FIELDS, OneShotMetaLearningConfig
@@ -313,6 +315,9 @@ class OneShotMetaLearningEngine:
         self.config = config
         if self.learner is not None:
             self.learner.config = config
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = config.outer_lr
         return config
 
     # ---- adaptation ---------------------------------------------------------------------------
@@ -693,7 +698,11 @@ class OneShotMetaLearningEngine:
             # the learner's mechanism_rates buffer, saved with the weights)
             "causal_priors": self.store.priors if keep else None,
         }
-        out = save_checkpoint(path, learner.state_dict(), meta, self.store.as_dicts() if keep else [])
+        optimizer = None
+        if self.optimizer is not None:  # a resumed run continues the same Adam moments
+            optimizer, groups = optimizer_state(self.optimizer)
+            meta["optimizer"] = {"kind": type(self.optimizer).__name__, "param_groups": groups}
+        out = save_checkpoint(path, learner.state_dict(), meta, self.store.as_dicts() if keep else [], optimizer)
         self.checkpoint_name = Path(path).name
         return out
 
@@ -734,6 +743,10 @@ class OneShotMetaLearningEngine:
         fresh.initialize_sync(input_dim, output_dim, meta["task_type"], feature_names, input_gates)
         assert fresh.learner is not None
         fresh.learner.load_state_dict(data.tensors, strict=True)  # names, shapes and dtypes checked above
+        saved_optimizer = meta.get("optimizer")
+        if data.optimizer is not None and isinstance(saved_optimizer, dict) and saved_optimizer.get("kind") == "Adam":
+            fresh.optimizer = torch.optim.Adam(fresh.learner.parameters(), lr=config.outer_lr)
+            restore_optimizer(fresh.optimizer, data.optimizer, saved_optimizer.get("param_groups"), name)
         self.__dict__.update(fresh.__dict__)
         self.source_info = source_info
         self.history = history

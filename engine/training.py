@@ -136,7 +136,6 @@ def meta_train(
     history = history or TrainingHistory(learner.metric_name())
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=config.outer_lr)
     start_iter = history.iteration[-1] + 1 if history.iteration else 0
-    rng = np.random.default_rng([config.seed, start_iter])
     val_episodes = [
         ep.to(device)
         for ep in source.episodes(
@@ -156,9 +155,11 @@ def meta_train(
             history.stopped_early = True
             history.message = f"stopped by request after {i} of {total} iterations"
             break
+        it = start_iter + i
+        # One generator per iteration: a resumed run draws the same tasks as an uninterrupted one.
+        rng = np.random.default_rng([config.seed, it])
         episodes = [ep.to(device) for ep in sample_meta_batch(source, config, rng)]
         loss, metric, finite = meta_step(learner, optimizer, episodes, config.grad_clip)
-        it = start_iter + i
         if not finite:
             history.stopped_early = True
             history.message = (
