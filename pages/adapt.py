@@ -10,6 +10,7 @@ from engine.tasks import TaskError
 from ui import components, figures, session
 from ui.adaptation import adapt_images
 from ui.episodes import image_episode, make_episode, sample_vector_episode, vector_task_choices
+from ui.fixed_episodes import FIXED_HELP, confusion_frame, fixed_episode_table
 from ui.images import ImageInputError, images_to_batch
 from ui.sources import source_label
 from ui.tables import predictions_table, rows_to_support, support_rows
@@ -41,7 +42,7 @@ if kind == "sinusoid":
 elif kind == "images":
     mode = st.radio(
         "examples",
-        ["A held-out task from the data", "My own images"],
+        ["A held-out task from the data", "My own images", "Fixed episodes (a zip)"],
         horizontal=True,
         key="img_mode",
         label_visibility="collapsed",
@@ -75,7 +76,7 @@ elif kind == "images":
                 ss["img_result"].update(query_x=ep.query_x.numpy(), query_y=ep.query_y.numpy().tolist(), mode=mode)
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
-    else:
+    elif mode == "My own images":
         embedding = learner.embedding_only
         limit = "any number of classes" if embedding else f"at most {eng.output_dim} classes (the model's output size)"
         st.markdown(
@@ -114,6 +115,27 @@ elif kind == "images":
                 ss["img_result"].update(query_x=qx, query_y=None, mode=mode)
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
+    else:
+        st.markdown(FIXED_HELP)
+        upload = st.file_uploader("fixed-episode zip", type=["zip"], key="fixed_zip")
+        swap = st.checkbox("swap roles: adapt on the queries, label the support pictures", key="fixed_swap")
+        if st.button("Score every episode", type="primary", disabled=upload is None, key="fixed_score"):
+            try:
+                ss["fixed_result"] = eng.evaluate_fixed_sync(upload.getvalue(), swap_roles=swap)
+            except (ValueError, RuntimeError) as exc:
+                components.error_box(exc)
+        fixed = ss.get("fixed_result")
+        if fixed is not None:
+            st.subheader("Result")
+            st.metric(
+                "accuracy, mean over episodes (95% interval)",
+                f"{fixed['accuracy']:.1%} ± {fixed['accuracy_ci95']:.1%}",
+                help=f"{fixed['queries']} queries in {fixed['episodes']} episodes; pooled: {fixed['query_accuracy']:.1%}",
+            )
+            st.dataframe(fixed_episode_table(fixed), hide_index=True, width="stretch")
+            rows = {row["episode"]: row for row in fixed["per_episode"]}
+            chosen = st.selectbox("confusions of episode", list(rows), key="fixed_episode")
+            st.dataframe(confusion_frame(rows[chosen]), width="stretch")
     res = ss.get("img_result")
     if res is not None and res.get("mode") == mode:
         st.subheader("Result")

@@ -14,8 +14,9 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from engine import OneShotMetaLearningEngine
+from engine import OneShotMetaLearningConfig, OneShotMetaLearningEngine
 from engine.tasks import EXAMPLE_CSV, SinusoidTaskSource, TabularTaskSource, make_task_source
+from tests.fixed_episode_data import copies_layout, write_fixed_zip
 from ui.config_form import build_config, preset_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -576,3 +577,35 @@ def _picture(i: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pic, mode="L").save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_adapt_page_scores_an_uploaded_fixed_episode_zip(tmp_path):
+
+    src = make_task_source("images", n_way=3)
+    cfg = OneShotMetaLearningConfig(
+        algorithm="PROTOTYPICAL_CAUSAL", hidden_dim=16, conv_channels=8, n_way=3, device="cpu"
+    )
+    eng = OneShotMetaLearningEngine(cfg)
+    eng.initialize_for_source(src)
+    data = write_fixed_zip(tmp_path / "trials.zip", copies_layout(episodes=2, ways=3)).read_bytes()
+    at = new_app("pages/adapt.py", engine=eng, source=src)
+    at.radio(key="img_mode").set_value("Fixed episodes (a zip)")
+    at.run()
+    at.file_uploader(key="fixed_zip").set_value([("trials.zip", data, "application/zip")])
+    at.run()
+    button(at, "Score every episode").click()
+    at.run()
+    ok(at)
+    res = at.session_state["fixed_result"]
+    assert res["accuracy"] == 1.0 and [r["episode"] for r in res["per_episode"]] == ["ep0", "ep1"]
+    assert any(m.label.startswith("accuracy, mean over episodes") for m in at.metric)
+    confusion = at.dataframe[-1].value
+    assert list(confusion.columns) == ["c0", "c1", "c2"] and confusion.values.trace() == 3
+    # a zip that breaks the layout is a message, not a traceback
+    bad = write_fixed_zip(tmp_path / "bad.zip", {"ep": {"a": {"q.png": 1}, "b": {"support.png": 2, "q.png": 3}}})
+    at.file_uploader(key="fixed_zip").set_value([("bad.zip", bad.read_bytes(), "application/zip")])
+    at.run()
+    button(at, "Score every episode").click()
+    at.run()
+    ok(at)
+    assert "has no 'support" in texts(at.error)
