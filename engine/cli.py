@@ -488,11 +488,6 @@ def _resume(
         total = done + args.more_iterations
     else:
         total = args.num_meta_iterations if args.num_meta_iterations is not None else engine.config.num_meta_iterations
-    if total <= done:
-        raise ConfigError(
-            f"the checkpoint has trained {done} iterations, so --num-meta-iterations {total} (the total) leaves "
-            "nothing to do: give a larger total or --more-iterations N"
-        )
     engine.set_config(**overrides)
     recorded = engine.source_info or {}
     kind = args.source or recorded.get("cli_source")
@@ -522,8 +517,6 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         engine, source, kwargs, total, changes = _resume(args)
         for change in changes:
             print(f"resume: {change}", file=sys.stderr)
-        done = len(engine.history.iteration) if engine.history else 0
-        engine.set_config(num_meta_iterations=total - done)  # this run's share; the total is saved
     else:
         if args.source is None:
             raise TaskError("give --source (or --resume a checkpoint)")
@@ -542,6 +535,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             f"{list(engine.model.input_shape)} and {engine.output_dim} output(s), but --source {args.source} gives "
             f"{source.task_type} tasks with input shape {list(source.input_shape)} and {source.output_dim}"
         )
+    if args.resume:
+        done = len(engine.history.iteration) if engine.history else 0
+        if total <= done:
+            raise ConfigError(
+                f"the checkpoint has trained {done} iterations, so --num-meta-iterations {total} (the total) leaves "
+                "nothing to do: give a larger total or --more-iterations N"
+            )
+        engine.set_config(num_meta_iterations=total - done)  # this run's share; the total is saved
     engine.source_info = {
         **source.describe(),
         "cli_source": args.source,

@@ -318,7 +318,7 @@ def test_resume_through_the_cli_continues_the_curve_and_refuses_what_cannot_cont
         assert (ck / "model.safetensors").read_bytes() == saved
 
     second_json = tmp_path / "second.json"
-    resume = ["train", "--source", "sinusoid", "--resume", str(ck), "--num-meta-iterations", "2", "--quiet"]
+    resume = ["train", "--source", "sinusoid", "--resume", str(ck), "--more-iterations", "2", "--quiet"]
     assert main([*resume, "--out", str(tmp_path / "ck2"), "--json", str(second_json)]) == 0
     second = json.loads(second_json.read_text())
     assert second["iterations"] == 5 and second["config"]["hidden_dim"] == 8 and second["config"]["seed"] == 3
