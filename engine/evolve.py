@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -227,6 +229,7 @@ class _Objective:
         from .engine import OneShotMetaLearningEngine
 
         params = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
         eng = OneShotMetaLearningEngine(trial_config(self.base, params, self.budget))
         pruned: list[int] = []
 
@@ -317,6 +320,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
             "origin": t.user_attrs.get("origin", "sampled"),
             "note": t.user_attrs.get("note"),
+            "worker": t.user_attrs.get("worker"),
         }
         for t in study.get_trials(deepcopy=False)
     ]
