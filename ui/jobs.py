@@ -11,6 +11,8 @@ import numpy as np
 
 from engine import OneShotMetaLearningEngine
 from engine.causal_direction import run_two_variable_experiment
+from engine.config import OneShotMetaLearningConfig
+from engine.evolve import EvolutionResult, evolve_config
 from engine.tasks import Task, TaskSource
 
 from .worker import Worker
@@ -147,6 +149,35 @@ def direction_job(episodes: int, runs: int, n_categories: int) -> Callable[[Work
             n=n_categories,
             callback=callback,
             callback_every=max(1, episodes // 100),
+            stop=worker.should_stop,
+        )
+
+    return job
+
+
+def evolve_job(
+    config: OneShotMetaLearningConfig, source: TaskSource, n_trials: int, budget: int
+) -> Callable[[Worker], EvolutionResult]:
+    """Work function of a small config-evolution study (in memory) starting from ``config``:
+    every record carries the finished-trial count, so the progress bar and the live
+    optimisation history follow the study."""
+
+    def job(worker: Worker) -> EvolutionResult:
+        done = {"trials": 0}
+
+        def report(record: dict[str, Any]) -> None:
+            if record.get("event") == "trial":
+                done["trials"] = record["done"]
+            trial = f"trial {record['trial'] + 1}"
+            worker.report({**record, "done": done["trials"], "total": n_trials, "message": trial})
+
+        return evolve_config(
+            source,
+            config,
+            n_trials=n_trials,
+            budget=budget,
+            objective_episodes=20,
+            callback=report,
             stop=worker.should_stop,
         )
 
