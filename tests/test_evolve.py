@@ -226,3 +226,11 @@ def test_two_worker_processes_finish_one_sqlite_study(tmp_path):
     best = min(t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE)
     values = [json.loads((tmp_path / f"w{i}.json").read_text())["value"] for i in range(2)]
     assert any(np.isclose(v, best) for v in values), (values, best)
+
+
+def test_journal_storage_keeps_the_study_for_the_next_run(tmp_path):
+    storage = f"journal:{tmp_path / 'study.log'}"
+    kwargs = dict(budget=2, objective_episodes=2, storage=storage, study_name="j")
+    evolve_config(SinusoidTaskSource(), tiny_config(), n_trials=1, **kwargs)
+    result = evolve_config(SinusoidTaskSource(), tiny_config(), n_trials=2, **kwargs)
+    assert [t["number"] for t in result.trials] == [0, 1] and result.storage == storage
