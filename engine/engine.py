@@ -44,7 +44,6 @@ from .checkpoint import (
 )
 from .config import OneShotMetaLearningConfig
 from .discovery import discover_mechanisms
-from .evolve import EvolutionResult, engine_evolve
 from .interventions import LEVELS, create_intervention_mask, describe_intervention, hierarchical_adapt
 from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
@@ -54,6 +53,8 @@ from .training import TrainingHistory, evaluate, meta_train
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from .evolve import EvolutionResult
 
 SupportData = Episode | tuple[Any, Any] | None
 
@@ -269,6 +270,8 @@ class OneShotMetaLearningEngine:
         first and results that carry a ``config`` and a value warm-start the study. Options:
         budget, objective_episodes, storage (URL, ``journal:PATH`` or a SQLite file path),
         study_name, seed, callback, stop. The whole outcome is kept in ``self.evolution``."""
+        from .evolve import engine_evolve  # Optuna is imported only when evolution runs
+
         source = None if source_tasks is None else self._as_source(source_tasks)
         self.evolution = engine_evolve(
             self,

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine import OneShotMetaLearningEngine
 from engine.causal_direction import run_two_variable_experiment
 from engine.config import OneShotMetaLearningConfig
-from engine.evolve import EvolutionResult, evolve_config
 from engine.tasks import Task, TaskSource
 
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from engine.evolve import EvolutionResult
 
 
 def history_from_records(records: Sequence[dict[str, Any]], run: str | None = None) -> dict[str, Any]:
@@ -163,6 +165,8 @@ def evolve_job(
     optimisation history follow the study."""
 
     def job(worker: Worker) -> EvolutionResult:
+        from engine.evolve import evolve_config  # Optuna loads when a study starts, not with every page
+
         done = {"trials": 0}
 
         def report(record: dict[str, Any]) -> None:
