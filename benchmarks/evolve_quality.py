@@ -77,17 +77,18 @@ def markdown(result: dict, m: dict) -> str:
         f"{s['trials']} trials of {s['budget']} meta-iterations each, scored on 50 validation tasks (median "
         f"pruning); then both configs meta-trained for the same {s['budget']} iterations with {s['seeds']} seeds, "
         f"MSE on {s['tasks']} held-out test tasks per seed (mean ± 95% interval over all of them; the difference "
-        "is paired task by task).",
+        "is paired task by task; the interval is over tasks, so the per-seed means show the spread between "
+        "training runs; study time is wall time on a shared machine that was running other jobs).",
         "",
-        "| tasks | default MSE | evolved MSE | evolved − default | validation MSE default → best | trials "
-        "(complete / pruned) | study time |",
-        "|---|---|---|---|---|---|---|",
+        "| tasks | default MSE | evolved MSE | evolved − default | per-seed MSE default / evolved | validation MSE "
+        "default → best | trials (complete / pruned) | study time |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         d, e, diff = r["test"]["default"], r["test"]["evolved"], r["difference"]
         lines.append(
             f"| {r['source']} | {d['mse']:.3f} ± {d['ci95']:.3f} | {e['mse']:.3f} ± {e['ci95']:.3f} | "
-            f"{diff['mse']:+.3f} ± {diff['ci95']:.3f} | {r['validation_mse_default']:.3f} → "
+            f"{diff['mse']:+.3f} ± {diff['ci95']:.3f} | {_seeds(d)} / {_seeds(e)} | {r['validation_mse_default']:.3f} → "
             f"{r['validation_mse_best']:.3f} | {r['counts']['COMPLETE']} / {r['counts']['PRUNED']} | "
             f"{r['evolve_seconds']:.0f} s |"
         )
@@ -100,6 +101,10 @@ def markdown(result: dict, m: dict) -> str:
         lines.append("")
     lines.append(f"Machine: {machine_line(m)}. Command: `{result['command']}`.")
     return "\n".join(lines)
+
+
+def _seeds(row: dict) -> str:
+    return ", ".join(f"{v:.2f}" for v in row["per_seed"])
 
 
 def build_parser() -> argparse.ArgumentParser:
