@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from tests.test_app_pages import _restore_torch_threads, _st_navigation_only, button, new_app, ok, texts
 
 __all__ = ["_restore_torch_threads", "_st_navigation_only"]  # autouse fixtures of the page tests
 
 
-@pytest.mark.slow
 def test_evolve_settings_runs_a_study_draws_its_history_and_applies_the_best():
     at = new_app("pages/train.py")
     for name, value in {"meta_batch_size": 2, "val_episodes": 2, "query_shots": 5}.items():
@@ -72,3 +69,21 @@ def test_evolution_figure_shows_complete_pruned_and_best_so_far():
     complete, pruned, best = fig.data
     assert list(complete.x) == [0, 2] and list(pruned.y) == [4.0] and list(best.y) == [2.0, 2.0, 1.5]
     assert "validation MSE" in fig.layout.title.text
+
+
+def test_evolve_settings_stops_on_request_with_a_message():
+    at = new_app("pages/train.py")
+    at.number_input(key="evolve_budget").set_value(5000)
+    at.run()
+    button(at, "Evolve settings").click()
+    at.run()
+    ok(at)
+    w = at.session_state["workers"]["evolve"]
+    assert w.running
+    at.button(key="evolve_stop").click()
+    at.run()
+    assert w.join(30) and w.status == "stopped", (w.status, w.error)
+    at.run()
+    ok(at)
+    assert "Evolution stopped" in texts(at.warning)
+    assert not [b for b in at.button if b.label == "Apply the best settings"]  # no trial finished

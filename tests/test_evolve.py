@@ -73,6 +73,7 @@ def test_search_space_is_valid_for_each_learner(algorithm):
     assert all(space[k]._contains(space[k].to_internal_repr(v)) for k, v in params.items())
 
 
+@pytest.mark.slow
 def test_tiny_study_returns_a_valid_config_and_its_value_without_touching_test_tasks():
     src = RecordingSinusoids()
     current = tiny_config(outer_lr=0.003, inner_lr=0.02)
