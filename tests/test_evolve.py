@@ -235,3 +235,14 @@ def test_journal_storage_keeps_the_study_for_the_next_run(tmp_path):
     evolve_config(SinusoidTaskSource(), tiny_config(), n_trials=1, **kwargs)
     result = evolve_config(SinusoidTaskSource(), tiny_config(), n_trials=2, **kwargs)
     assert [t["number"] for t in result.trials] == [0, 1] and result.storage == storage
+
+
+@pytest.mark.slow
+def test_embedding_learner_evolves_on_classification_tasks_by_accuracy():
+    from engine.tasks import make_task_source
+
+    src = make_task_source("scm", task_type="classification")
+    cfg = tiny_config(algorithm="PROTOTYPICAL_CAUSAL", support_shots=2)
+    result = evolve_config(src, cfg, n_trials=1, budget=2, objective_episodes=2)
+    assert result.metric == "accuracy" and result.direction == "maximize" and 0 <= result.value <= 1
+    assert set(result.trials[0]["params"]) == set(search_space("PROTOTYPICAL_CAUSAL"))
