@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
     _add_output_options(p)
 
+    p = sub.add_parser("evolve", help="evolve the config with an Optuna study (several processes may share one)")
+    _add_source_options(p, required=True)
+    _add_config_options(p)
+    _add_evolve_options(p)
+    _add_output_options(p)
+
     p = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (see BENCHMARKS.md)")
     p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
@@ -216,6 +222,30 @@ def _add_test_time_options(p: argparse.ArgumentParser) -> None:
         bounds = OneShotMetaLearningConfig.field_range(field)
         kind = {"choices": VIEW_KINDS} if bounds is None else {"type": ranged(int, *bounds)}
         p.add_argument(_flag(field), **kind, help=f"override the checkpoint's {field}: {FIELD_HELP[field]}")
+
+
+def _add_evolve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evolution (the config options above are the starting config)")
+    g.add_argument(
+        "--trials", type=ranged(int, 1, 100_000), default=20, help="trials in the study, counting other workers'"
+    )
+    g.add_argument("--timeout", type=ranged(float, 1e-3, 1e9), help="stop starting trials after this many seconds")
+    g.add_argument("--budget", type=ranged(int, 1, 1_000_000), default=100, help="meta-iterations per trial")
+    g.add_argument(
+        "--objective-episodes", type=ranged(int, 2, 100_000), default=50, help="validation episodes scoring a trial"
+    )
+    g.add_argument(
+        "--storage",
+        help="Optuna storage: a URL (sqlite:///study.db, postgresql://...), journal:PATH, or a SQLite file path; "
+        "several processes given the same storage and study name run trials of one study (default: in memory)",
+    )
+    g.add_argument("--study-name", help="default: evolve-<source>-<algorithm>")
+    g.add_argument(
+        "--sampler-seed",
+        type=ranged(int, *_SEED_RANGE),
+        help="seed of the sampler (default: the config's seed; give each worker its own)",
+    )
+    g.add_argument("--history", help="JSON file of past results (a list, or one result) carrying config and value")
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -421,6 +451,14 @@ class _Progress:
             post[f"val_{record['metric_name']}"] = f"{record['val_metric']:.4f}"
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(1)
+
+    def trial(self, record: dict[str, Any]) -> None:
+        """Evolution's callback: one step per finished trial."""
+        if self.bar is None or record.get("event") != "trial":
+            return
+        if record.get("best_value") is not None:
+            self.bar.set_postfix({"best": f"{record['best_value']:.4f}"}, refresh=False)
+        self.bar.update(max(0, record["done"] - self.bar.n))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -668,6 +706,45 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_evolve(args: argparse.Namespace) -> dict[str, Any]:
+    config = _config_from_args(args)
+    source = make_task_source(args.source, **_source_kwargs(args, config.n_way))
+    history: list[Any] = []
+    if args.history:
+        try:
+            loaded = json.loads(Path(args.history).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--history {args.history}: not a readable JSON file ({exc})") from None
+        history = loaded if isinstance(loaded, list) else [loaded]
+    if args.quiet:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial lines either
+    engine = OneShotMetaLearningEngine(config)
+    bar = None if args.quiet else _Progress(args.trials, False, "evolve")
+    try:
+        engine.evolve_meta_config_sync(
+            config,
+            history,
+            n_trials=args.trials,
+            timeout=args.timeout,
+            source_tasks=source,
+            budget=args.budget,
+            objective_episodes=args.objective_episodes,
+            storage=args.storage,
+            study_name=args.study_name,
+            seed=args.sampler_seed,
+            callback=None if bar is None else bar.trial,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    result = engine.evolution.to_dict()
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in result["counts"].items() if n)
+    message = f"best validation {result['metric']} {result['value']:.4f} (trial {result['best_trial']}); {counts}"
+    return {"command": "evolve", "source": source.describe(), **result, "message": message}
+
+
 class _StageBar:
     """Progress of a discovery run on stderr: one tqdm bar per stage."""
 
@@ -716,6 +793,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "adapt": cmd_adapt,
     "discover": cmd_discover,
+    "evolve": cmd_evolve,
     "bench": cmd_bench,
 }
 

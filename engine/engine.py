@@ -60,6 +60,8 @@ from .training import TrainingHistory, evaluate, meta_train
 if TYPE_CHECKING:
     import networkx as nx
 
+    from .evolve import EvolutionResult
+
 SupportData = Episode | tuple[Any, Any] | None
 
 
@@ -90,6 +92,8 @@ class OneShotMetaLearningEngine:
         self.output_dim: int | None = None
         self.feature_names: list[str] | None = None
         self.source_info: dict[str, Any] = {}
+        self.task_source: TaskSource | None = None  # the last one meta-trained on (evolution's default)
+        self.evolution: EvolutionResult | None = None
         self.history: TrainingHistory | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.checkpoint_name: str | None = None
@@ -196,6 +200,7 @@ class OneShotMetaLearningEngine:
         callable returning True to stop after the current iteration.
         """
         source = self._as_source(source_tasks)
+        self.task_source = source
         if self.learner is None or self._incompatible(source):
             self.initialize_for_source(source)
         learner = self._require()
@@ -319,6 +324,38 @@ class OneShotMetaLearningEngine:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.outer_lr
         return config
+
+    # ---- config evolution ---------------------------------------------------------------------
+    def evolve_meta_config_sync(
+        self,
+        current_config: OneShotMetaLearningConfig | None = None,
+        performance_history: Sequence[Any] = (),
+        n_trials: int = 20,
+        timeout: float | None = None,
+        source_tasks: TaskSource | Sequence[Task] | None = None,
+        **options: Any,
+    ) -> OneShotMetaLearningConfig:
+        """An Optuna study over the learner's settings (``engine/evolve.py``); returns the best config.
+
+        Each trial meta-trains a fresh model for ``budget`` iterations (default 100) on
+        ``source_tasks`` (default: the source this engine last trained on) and is scored on
+        validation tasks. ``performance_history``: past results; the current config is tried
+        first and results that carry a ``config`` and a value warm-start the study. Options:
+        budget, objective_episodes, storage (URL, ``journal:PATH`` or a SQLite file path),
+        study_name, seed, callback, stop. The whole outcome is kept in ``self.evolution``."""
+        from .evolve import engine_evolve  # Optuna is imported only when evolution runs
+
+        source = None if source_tasks is None else self._as_source(source_tasks)
+        self.evolution = engine_evolve(
+            self,
+            current_config,
+            source,
+            performance_history=performance_history,
+            n_trials=n_trials,
+            timeout=timeout,
+            **options,
+        )
+        return self.evolution.config
 
     # ---- adaptation ---------------------------------------------------------------------------
     def one_shot_adapt_sync(
@@ -771,6 +808,7 @@ class OneShotMetaLearningEngine:
     predict = async_twin("predict", "predictions of the adapted model.")
     discover_causal_patterns = async_twin("discover_causal_patterns", "find mechanisms by intervention.")
     save = async_twin("save", "write a checkpoint.")
+    evolve_meta_config = async_twin("evolve_meta_config", "evolve the config with an Optuna study.")
     load = async_twin("load", "load a checkpoint.")
 
 

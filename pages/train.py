@@ -9,7 +9,7 @@ from engine.checkpoint import checkpoint_zip_bytes
 from ui import components, figures, session
 from ui.config_form import build_config, plain_baseline, preset_values
 from ui.fit import check_algorithm_fits, engine_fit_problem
-from ui.jobs import training_job
+from ui.jobs import evolve_job, training_job
 from ui.sources import source_label
 from ui.text import md_escape
 
@@ -110,6 +110,55 @@ if cont:
     st.rerun()
 
 components.training_status("train")
+
+# ------------------------------------------------------------------------------ evolve settings
+st.subheader("Evolve settings")
+st.caption(
+    "An Optuna study from the settings above: each trial meta-trains a fresh model with other rates, steps, "
+    "causal_weight, num_mechanisms and hidden_dim for a short budget and is scored on validation tasks; weak "
+    "trials are pruned from their validation curve. The first trial is the settings as they are."
+)
+ev = session.worker("evolve")
+metric = "accuracy" if src.task_type == "classification" else "mse"
+c = st.columns([1, 1, 2])
+ev_trials = c[0].number_input("trials", 2, 200, 8, key="evolve_trials", disabled=busy)
+ev_budget = c[1].number_input("meta-iterations per trial", 2, 5000, 100, key="evolve_budget", disabled=busy)
+c[2].markdown("&nbsp;")
+if c[2].button("Evolve settings", disabled=busy or config is None or bool(problem), key="evolve_start"):
+    msg = session.start_job("evolve", evolve_job(config, src, int(ev_trials), int(ev_budget)), label="evolution")
+    if msg:
+        st.warning(msg)
+    st.rerun()
+
+
+def evolution_history(records: list) -> None:
+    components.plot(figures.evolution_figure(records, metric), key="evolve_live")
+
+
+components.job_progress("evolve", key="evolve", what="Evolution", live=evolution_history)
+if not ev.running and ev.generation:
+    if ev.records():
+        components.plot(figures.evolution_figure(ev.records(), metric), key="evolve_history")
+    best = ev.result
+    if best is not None:
+        searched = best.trials[0]["params"]
+        values = {k: v for k, v in best.config.to_dict().items() if k in searched}
+        st.markdown(
+            f"Best validation {figures.metric_label(best.metric)}: **{best.value:.4g}** (trial {best.best_trial + 1} "
+            f"of {len(best.trials)}; {best.counts()['PRUNED']} pruned)"
+        )
+        st.dataframe(
+            [{"setting": k, "now": session.config_values().get(k), "best": v} for k, v in values.items()],
+            hide_index=True,
+        )
+        st.button(
+            "Apply the best settings",
+            on_click=components.apply_values,
+            args=(values,),
+            key="evolve_apply",
+            disabled=busy,
+            help="Put the best trial's settings into the form above (then Start trains with them).",
+        )
 
 # ------------------------------------------------------------------------------ overlay
 rs = session.runs()

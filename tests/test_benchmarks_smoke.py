@@ -299,3 +299,14 @@ def test_machine_line_names_the_cpu_kernels_when_recorded():
     assert m["cpu_kernels"] and f"({m['cpu_kernels']} kernels, " in machine_line(m)
     older = {k: v for k, v in m.items() if k != "cpu_kernels"}  # results saved before it was recorded
     assert machine_line(older).startswith(f"{m['cpu']} ({m['cores']} cores")
+
+
+@pytest.mark.slow
+def test_evolve_quality_smoke():
+    from benchmarks import evolve_quality
+
+    result = evolve_quality.main(
+        ["--trials", "2", "--budget", "2", "--seeds", "1", "--tasks", "2", "--sources", "sinusoid", "--no-write"]
+    )
+    row = result["rows"][0]
+    assert row["test"]["default"]["mse"] > 0 and row["test"]["evolved"]["mse"] > 0

@@ -484,3 +484,39 @@ def levels_figure(levels: Mapping[str, Mapping[str, float]], key: str, height: i
     fig = go.Figure(go.Bar(x=names, y=vals, marker_color=PALETTE[: len(names)], text=[f"{v:.3g}" for v in vals]))
     fig.update_layout(title=f"{key} by adaptation level", yaxis_title=key, height=height, **_LAYOUT)
     return fig
+
+
+def evolution_figure(records: Sequence[Mapping[str, Any]], metric_name: str = "mse", height: int = 320) -> go.Figure:
+    """Optimisation history of a config-evolution study, from its trial records.
+
+    ``records``: the study's progress records; those with ``event == "trial"`` carry the trial
+    number, its state and value, and the best value so far. Completed trials are dots, pruned
+    ones crosses at the last validation value they reached, and a line follows the best."""
+    trials = [r for r in records if r.get("event") == "trial"]
+    label = metric_label(metric_name)
+    fig = go.Figure()
+    for state, symbol, color in (("COMPLETE", "circle", TRAIN), ("PRUNED", "x", TRUTH)):
+        rows = [r for r in trials if r.get("state") == state and r.get("value") is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[r["trial"] for r in rows],
+                y=[r["value"] for r in rows],
+                mode="markers",
+                name="complete" if state == "COMPLETE" else "pruned (last validation value)",
+                marker={"symbol": symbol, "color": color, "size": 9},
+            )
+        )
+    best = [(r["trial"], r["best_value"]) for r in trials if r.get("best_value") is not None]
+    fig.add_trace(
+        go.Scatter(
+            x=[b[0] for b in best], y=[b[1] for b in best], mode="lines", name="best so far", line={"color": VAL}
+        )
+    )
+    fig.update_layout(
+        title=f"Optimisation history: validation {label} per trial",
+        xaxis_title="trial",
+        yaxis_title=f"validation {label}",
+        height=height,
+        **_LAYOUT,
+    )
+    return fig

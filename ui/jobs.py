@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine import OneShotMetaLearningEngine
 from engine.causal_direction import run_two_variable_experiment
+from engine.config import OneShotMetaLearningConfig
 from engine.tasks import Task, TaskSource
 
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from engine.evolve import EvolutionResult
 
 
 def history_from_records(records: Sequence[dict[str, Any]], run: str | None = None) -> dict[str, Any]:
@@ -147,6 +151,37 @@ def direction_job(episodes: int, runs: int, n_categories: int) -> Callable[[Work
             n=n_categories,
             callback=callback,
             callback_every=max(1, episodes // 100),
+            stop=worker.should_stop,
+        )
+
+    return job
+
+
+def evolve_job(
+    config: OneShotMetaLearningConfig, source: TaskSource, n_trials: int, budget: int
+) -> Callable[[Worker], EvolutionResult]:
+    """Work function of a small config-evolution study (in memory) starting from ``config``:
+    every record carries the finished-trial count, so the progress bar and the live
+    optimisation history follow the study."""
+
+    def job(worker: Worker) -> EvolutionResult:
+        from engine.evolve import evolve_config  # Optuna loads when a study starts, not with every page
+
+        done = {"trials": 0}
+
+        def report(record: dict[str, Any]) -> None:
+            if record.get("event") == "trial":
+                done["trials"] = record["done"]
+            trial = f"trial {record['trial'] + 1}"
+            worker.report({**record, "done": done["trials"], "total": n_trials, "message": trial})
+
+        return evolve_config(
+            source,
+            config,
+            n_trials=n_trials,
+            budget=budget,
+            objective_episodes=20,
+            callback=report,
             stop=worker.should_stop,
         )
 

@@ -33,9 +33,10 @@ try:  # app.py routes with st.navigation: pages/ is not Streamlit's old automati
 except (ImportError, AttributeError):  # pragma: no cover - other Streamlit versions
     pass
 
-WORKER_KINDS = ("train", "discovery", "direction")
+WORKER_KINDS = ("train", "discovery", "direction", "evolve")
 WORKER_LABELS = {
     "train": "meta-training",
+    "evolve": "settings evolution",
     "discovery": "mechanism discovery",
     "direction": "causal direction experiment",
 }
