@@ -57,9 +57,9 @@ def save_checkpoint(
         # allow_nan=False: the reader refuses NaN, so a non-finite number (an overflowed
         # validation loss in the history) is written as null rather than as unreadable JSON.
         CONFIG: json.dumps(
-            {"format_version": FORMAT_VERSION, **_finite_or_null(meta)}, indent=2, allow_nan=False
+            {"format_version": FORMAT_VERSION, **finite_or_null(meta)}, indent=2, allow_nan=False
         ).encode(),
-        MECHANISMS: json.dumps(_finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
+        MECHANISMS: json.dumps(finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zip":
@@ -98,13 +98,14 @@ def save_checkpoint(
     return path
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN: not measured) replaced by None, for JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {k: finite_or_null(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
+        return [finite_or_null(v) for v in value]
     return value
 
 

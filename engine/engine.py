@@ -18,6 +18,7 @@ delegates to, and discovery itself is ``engine.discovery``.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +45,14 @@ from .checkpoint import (
 )
 from .config import OneShotMetaLearningConfig
 from .discovery import discover_mechanisms
-from .interventions import LEVELS, create_intervention_mask, describe_intervention, hierarchical_adapt
-from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
+from .interventions import (
+    LEVELS,
+    InterventionMask,
+    create_intervention_mask,
+    describe_intervention,
+    hierarchical_adapt,
+)
+from .mechanisms import CausalMechanism, MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
 from .tasks.base import Episode, Task, TaskSource
 from .tasks.task_list import TaskListSource
@@ -55,6 +62,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
 SupportData = Episode | tuple[Any, Any] | None
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,9 +110,10 @@ class OneShotMetaLearningEngine:
         return self.history is not None and len(self.history.iteration) > 0
 
     @property
-    def discovered_mechanisms(self) -> list[dict[str, Any]]:
-        """The kept mechanism records as dicts (``CausalMechanism.to_dict``)."""
-        return self.store.as_dicts()
+    def discovered_mechanisms(self) -> list[CausalMechanism]:
+        """The kept mechanism records (copies): ``mech.mechanism_type``, ``mech.causal_strength``,
+        ``mech.effectiveness`` (NaN until measured), ...; ``mech.to_dict()`` for tables and JSON."""
+        return self.store.copies()
 
     @property
     def discovery_report(self) -> dict[str, Any] | None:
@@ -403,8 +413,10 @@ class OneShotMetaLearningEngine:
     # ---- interventions ------------------------------------------------------------------------
     def create_intervention_mask(
         self, mechanisms: Any, intervention_strength: float | Sequence[float] = 1.0
-    ) -> list[float]:
-        """Causal mask: chosen mechanisms scaled by 1 - strength (1 = switched off)."""
+    ) -> InterventionMask:
+        """Causal mask: chosen mechanisms scaled by 1 - strength (1 = switched off). Takes
+        indices, names, records or ``get_mechanism_insights()["strongest_mechanisms"]``;
+        records that name no mechanism are skipped and listed in ``mask.explanation``."""
         if self.model is None:
             raise RuntimeError("the engine is not initialised: call initialize(...) or meta_train(source) first")
         return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms)
@@ -421,6 +433,8 @@ class OneShotMetaLearningEngine:
         if intervention_mask is None:
             raise ValueError("give an intervention_mask (see create_intervention_mask)")
         mask = [float(v) for v in intervention_mask]
+        if isinstance(intervention_mask, InterventionMask):
+            mask = intervention_mask
         if self.model is not None and len(mask) != self.model.num_mechanisms:
             raise ValueError(f"the mask has {len(mask)} values for {self.model.num_mechanisms} mechanisms")
         base = self.one_shot_adapt_sync(task, support_data, seed=seed)
@@ -492,11 +506,12 @@ class OneShotMetaLearningEngine:
         held_out: Sequence[Task | Episode] | None = None,
         n_tasks: int = 20,
         **options: Any,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CausalMechanism]:
         """Find mechanisms of all five types by intervention (``engine.discovery``).
 
         ``tasks``: a list of tasks (or episodes), or a task source (then ``n_tasks`` of its
-        validation tasks). Returns the kept records as dicts and stores them. ``options``
+        validation tasks). ``held_out``: tasks that measure the priors' effectiveness; by
+        default a quarter of ``tasks`` is held out. Returns the kept records and stores them. ``options``
         go to ``discover_mechanisms`` (query_points, patch_size, n_bootstrap, types, ...).
         When priors were measured effective on held-out tasks and ``enable_causal_priors``
         is on, they are applied to the learner at once."""
@@ -542,38 +557,53 @@ class OneShotMetaLearningEngine:
         k = self.model.num_mechanisms if self.model is not None else None
         return build_mechanism_graph(self.store.as_dicts(), k, truth, self.store.report)
 
-    def update_mechanisms(
+    def update_mechanisms_sync(
         self, task: Task | Episode, adaptation_result: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Measure this task's effects for every feature and mechanism record (the same
         interventions as discovery) and count reuse: a record is reused by a task when its
         intervention costs that task at least ``mechanism_threshold`` strength.
 
-        Call ``refine_mechanisms_online()`` to fold the new tasks into the records."""
+        Call ``refine_mechanisms_online_sync()`` to fold the new tasks into the records. With
+        no records yet (discovery kept none above ``mechanism_threshold``), the task is only
+        counted; ``updated`` says in words what was updated."""
         learner = self._require()
-        if not len(self.store):
-            raise RuntimeError("no mechanisms yet: run discover_causal_patterns first (or import some)")
         episode = self._episode_for(task, None, None, self.config.seed + 1000 + self.store.online_tasks)
-        units = feature_units(learner.model.input_shape, self.feature_names)
-        reference = float(getattr(_source_of([task]), "background_value", 0.0))
-        probe = Probe(learner, learner.default_steps())
-        measured = self.store.record_task(probe, episode, units, reference, self.config.mechanism_threshold)
+        name = episode.task_name or getattr(task, "name", "task")
+        if len(self.store):
+            units = feature_units(learner.model.input_shape, self.feature_names)
+            reference = float(getattr(_source_of([task]), "background_value", 0.0))
+            probe = Probe(learner, learner.default_steps())
+            measured = self.store.record_task(probe, episode, units, reference, self.config.mechanism_threshold)
+        else:
+            measured = self.store.count_task()
+        updated = _update_text(len(self.store), measured, self.config.mechanism_threshold)
+        log.info("update_mechanisms %s: %s", name, updated)
         return {
-            "task": episode.task_name or getattr(task, "name", "task"),
+            "task": name,
             "measured_records": measured["measured_records"],
             "reused": measured["reused"],
             "mechanism_shift": (adaptation_result or {}).get("explanation", {}).get("mechanism_shift"),
             "tasks_seen_online": measured["tasks_seen_online"],
+            "updated": updated,
         }
 
-    def refine_mechanisms_online(self) -> list[dict[str, Any]]:
+    def refine_mechanisms_online_sync(self) -> list[CausalMechanism]:
         """Fold the tasks seen by ``update_mechanisms`` into the records: effect, spread,
         strength and confidence are recomputed over the discovery tasks (their per-task
-        means, kept in ``details["task_effects"]``) and the new tasks (per point)."""
-        self.store.refine(self.config.mechanism_threshold, self.config.seed)
+        means, kept in ``details["task_effects"]``) and the new tasks (per point). Records
+        that fall below ``mechanism_threshold`` are dropped. Returns the records."""
+        before = len(self.store)
+        refined = self.store.refine(self.config.mechanism_threshold, self.config.seed)
+        log.info(
+            "refine_mechanisms_online: %d of %d records refined with new tasks, %d kept",
+            refined,
+            before,
+            len(self.store),
+        )
         return self.discovered_mechanisms
 
-    def export_mechanisms(self, path: str | os.PathLike) -> Path:
+    def export_mechanisms_sync(self, path: str | os.PathLike) -> Path:
         """Write the versioned mechanisms JSON (records + measured priors)."""
         return self.store.export(path, {"algorithm": self.config.algorithm.name, "feature_names": self.feature_names})
 
@@ -688,8 +718,22 @@ class OneShotMetaLearningEngine:
     mechanism_effects = async_twin("mechanism_effects", "the effect of switching each mechanism off.")
     predict = async_twin("predict", "predictions of the adapted model.")
     discover_causal_patterns = async_twin("discover_causal_patterns", "find mechanisms by intervention.")
+    update_mechanisms = async_twin("update_mechanisms", "measure a new task's effects for every record.")
+    refine_mechanisms_online = async_twin("refine_mechanisms_online", "fold the new tasks into the records.")
+    export_mechanisms = async_twin("export_mechanisms", "write the versioned mechanisms JSON.")
     save = async_twin("save", "write a checkpoint.")
     load = async_twin("load", "load a checkpoint.")
+
+
+def _update_text(records: int, measured: Mapping[str, Any], threshold: float) -> str:
+    """What ``update_mechanisms`` updated, in words."""
+    seen = f"task counted ({measured['tasks_seen_online']} seen online)"
+    if not records:
+        return f"no mechanism records yet (none above mechanism_threshold {threshold:g}): {seen}, nothing else changed"
+    n = measured["measured_records"]
+    if not n:
+        return f"{seen}; none of the {records} records has an intervention measurable on a single task"
+    return f"{seen}; effects measured for {n} of {records} records, {len(measured['reused'])} reused"
 
 
 def _source_of(tasks: Sequence[Any]) -> Any:
