@@ -36,6 +36,7 @@ is measured as well; it feeds the causal priors (``engine.priors``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from .model import CausalMetaModel
 from .priors import adapts_by_gradient, measure_effectiveness, one_shot_losses, search_prior_rates
 from .tasks.base import Episode, Task, TaskError
 from .training import should_stop
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 ALL_TYPES = tuple(CausalMechanismType)
@@ -148,6 +151,10 @@ def _as_type(value: Any) -> CausalMechanismType:
 
 
 def _emit(progress: Progress | None, stage: str, done: int, total: int, message: str = "") -> None:
+    if done == 0 or done == total:
+        log.info("discovery %s %d/%d %s", stage, done, total, message)
+    else:
+        log.debug("discovery %s %d/%d %s", stage, done, total, message)
     if progress is not None:
         progress(
             {

@@ -55,13 +55,12 @@ from .interventions import (
 from .mechanisms import CausalMechanism, MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
 from .tasks.base import Episode, Task, TaskSource
-from .tasks.task_list import TaskListSource
+from .tasks.support import SupportData, episode_for
+from .tasks.task_list import as_task_source
 from .training import TrainingHistory, evaluate, meta_train
 
 if TYPE_CHECKING:
     import networkx as nx
-
-SupportData = Episode | tuple[Any, Any] | None
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +217,7 @@ class OneShotMetaLearningEngine:
         return self.history.to_dict()
 
     def _as_source(self, source_tasks: TaskSource | Sequence[Task]) -> TaskSource:
-        if isinstance(source_tasks, TaskSource):
-            return source_tasks
-        tasks = list(source_tasks)
-        shape = self.model.input_shape if self.model is not None else None
-        if shape is None:
-            ep = tasks[0].sample_episode(1, 1, np.random.default_rng(0)) if tasks else None
-            shape = tuple(ep.support_x.shape[1:]) if ep is not None else (1,)
-        return TaskListSource(tasks, shape)
+        return as_task_source(source_tasks, self.model.input_shape if self.model is not None else None)
 
     def _incompatible(self, source: TaskSource) -> bool:
         assert self.model is not None
@@ -308,6 +300,16 @@ class OneShotMetaLearningEngine:
             metric = learner.metric(state, outputs, episode.query_y)
         self._last_state = state
         self._traces[name] = list(state.trace)
+        log.info(
+            "adapted to %s in %.2f ms (%d steps): query loss %.4g, %s %.4g",
+            name,
+            adaptation_time * 1000,
+            steps,
+            loss,
+            learner.metric_name(),
+            metric,
+        )
+        log.debug("adaptation trace of %s: %s", name, state.trace)
         return {
             "task": name,
             "algorithm": self.config.algorithm.name,
@@ -333,34 +335,8 @@ class OneShotMetaLearningEngine:
         seed: int | None,
     ) -> Episode:
         rng = np.random.default_rng(self.config.seed if seed is None else seed)
-        if isinstance(target, Episode):
-            base = target
-        elif isinstance(support, Episode):
-            base = support
-        else:
-            base = target.sample_episode(self.config.support_shots, self.config.query_shots, rng)
-        sx, sy = base.support_x, base.support_y
-        if isinstance(support, tuple):
-            sx, sy = self._tensor_pair(support)
-        elif isinstance(support, Episode):
-            sx, sy = support.support_x, support.support_y
-        qx, qy = base.query_x, base.query_y
-        if isinstance(query, tuple):
-            qx, qy = self._tensor_pair(query)
-        elif isinstance(query, Episode):
-            qx, qy = query.query_x, query.query_y
-        ep = Episode(sx, sy, qx, qy, base.task_type, base.num_classes, base.task_name)
-        return ep.to(self.device)
-
-    def _tensor_pair(self, pair: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.as_tensor(np.asarray(pair[0]), dtype=torch.float32)
-        if self.task_type == "classification":
-            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.long).reshape(-1)
-        else:
-            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.float32).reshape(x.shape[0], -1)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"support has {x.shape[0]} inputs but {y.shape[0]} labels")
-        return x, y
+        kw = {"support_shots": self.config.support_shots, "query_shots": self.config.query_shots}
+        return episode_for(target, support, query, task_type=str(self.task_type), rng=rng, **kw).to(self.device)
 
     def _decode(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
         learner = self._require()
@@ -539,6 +515,14 @@ class OneShotMetaLearningEngine:
             **options,
         )
         self.store.take_discovery(result.mechanisms, result.report, result.priors)
+        log.info(
+            "discovery on %d tasks (%d held out): %d mechanisms kept of %d measured; effectiveness %s",
+            result.report.get("tasks_used", 0),
+            result.report.get("held_out_tasks", 0),
+            len(result.mechanisms),
+            result.report.get("measured", 0),
+            result.report.get("effectiveness_note", "not measured"),
+        )
         effectiveness = (result.priors or {}).get("effectiveness")
         if self.config.enable_causal_priors and effectiveness is not None and effectiveness > 0:
             self.apply_causal_priors()
@@ -657,6 +641,7 @@ class OneShotMetaLearningEngine:
         }
         out = save_checkpoint(path, learner.state_dict(), meta, self.store.as_dicts() if keep else [])
         self.checkpoint_name = Path(path).name
+        log.info("saved checkpoint %s (%d mechanisms)", out, len(self.store) if keep else 0)
         return out
 
     def load_sync(self, path: str | Path) -> None:
@@ -701,6 +686,7 @@ class OneShotMetaLearningEngine:
         self.history = history
         self.store = store
         self.checkpoint_name = name
+        log.info("loaded checkpoint %s: %s, %d mechanisms", name, config.algorithm.name, len(store))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> OneShotMetaLearningEngine:
