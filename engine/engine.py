@@ -201,6 +201,8 @@ class OneShotMetaLearningEngine:
         source = self._as_source(source_tasks)
         if self.learner is None or self._incompatible(source):
             self.initialize_for_source(source)
+        else:
+            self._adopt_names(source, source_tasks)
         learner = self._require()
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
@@ -215,6 +217,18 @@ class OneShotMetaLearningEngine:
             device=self.device,
         )
         return self.history.to_dict()
+
+    def _adopt_names(self, source: TaskSource, source_tasks: Any) -> None:
+        """After ``initialize(input_dim, output_dim)``: take the feature and target names of the
+        tasks' source, so discovery and ``enhance_mechanisms_with_graph`` use them."""
+        origin = source if isinstance(source_tasks, TaskSource) else _source_of(list(source_tasks))
+        if origin is None:
+            return
+        if not self.source_info:
+            self.source_info = origin.describe()
+        names = getattr(origin, "feature_names", None)
+        if self.feature_names is None and names is not None and len(names) == self.model.input_shape[0]:
+            self.feature_names = list(names)
 
     def _as_source(self, source_tasks: TaskSource | Sequence[Task]) -> TaskSource:
         return as_task_source(source_tasks, self.model.input_shape if self.model is not None else None)
