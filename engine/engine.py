@@ -51,6 +51,7 @@ from .interventions import (
     create_intervention_mask,
     describe_intervention,
     hierarchical_adapt,
+    set_features,
 )
 from .mechanisms import CausalMechanism, MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
@@ -409,7 +410,8 @@ class OneShotMetaLearningEngine:
         records that name no mechanism are skipped and listed in ``mask.explanation``."""
         if self.model is None:
             raise RuntimeError("the engine is not initialised: call initialize(...) or meta_train(source) first")
-        return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms)
+        names = [u.name for u in feature_units(self.model.input_shape, self.feature_names)]
+        return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms, names)
 
     def adapt_with_intervention_sync(
         self,
@@ -418,7 +420,9 @@ class OneShotMetaLearningEngine:
         intervention_mask: Sequence[float] | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        """Adapt with and without the mask on the same episode; report what changed."""
+        """Adapt with and without the mask on the same episode; report what changed. A mask from
+        ``create_intervention_mask`` may also set features to their reference value (its
+        ``features``); that is applied to the episode's inputs."""
         self._require()
         if intervention_mask is None:
             raise ValueError("give an intervention_mask (see create_intervention_mask)")
@@ -427,8 +431,14 @@ class OneShotMetaLearningEngine:
             mask = intervention_mask
         if self.model is not None and len(mask) != self.model.num_mechanisms:
             raise ValueError(f"the mask has {len(mask)} values for {self.model.num_mechanisms} mechanisms")
-        base = self.one_shot_adapt_sync(task, support_data, seed=seed)
-        result = self.one_shot_adapt_sync(task, support_data, causal_mask=mask, seed=seed)
+        episode = self._episode_for(task, support_data, None, seed)
+        base = self.one_shot_adapt_sync(episode)
+        features = getattr(mask, "features", None)
+        if features:  # do(feature := reference) on the inputs, blended by each strength
+            units = feature_units(self.model.input_shape, self.feature_names)
+            reference = float(getattr(_source_of([task]), "background_value", 0.0))
+            episode = set_features(episode, features, units, reference)
+        result = self.one_shot_adapt_sync(episode, causal_mask=mask)
         return describe_intervention(base, result, mask, self.task_type == "classification")
 
     def mechanism_effects_sync(
