@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .mechanisms import finite_or_null
 from .training import TrainingHistory
 
 FORMAT_VERSION = 1
@@ -96,17 +96,6 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
-
-
-def finite_or_null(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN: not measured) replaced by None, for JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_null(v) for v in value]
-    return value
 
 
 def checkpoint_zip_bytes(path: str | Path) -> bytes:

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import CheckpointError, finite_or_null
+from .checkpoint import CheckpointError
 from .config import FIELD_HELP, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
-from .mechanisms import CausalMechanism
+from .mechanisms import CausalMechanism, finite_or_null
 from .tasks import TaskError, TaskSource, make_task_source
 
 _TYPES = {"int": int, "float": float, "str": str}

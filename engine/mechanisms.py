@@ -313,6 +313,17 @@ def validate_record(data: Mapping[str, Any], index: int | None = None) -> dict[s
 
 
 # ------------------------------------------------------------------------------ exchange
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN: not measured) replaced by None, for JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def mechanisms_document(
     mechanisms: Iterable[Mapping[str, Any] | CausalMechanism],
     priors: Mapping[str, Any] | None = None,
@@ -329,8 +340,9 @@ def mechanisms_document(
         "mechanisms": records,
     }
     if priors:
-        _check_json_value(dict(priors), "priors")
-        doc["priors"] = dict(priors)
+        priors = finite_or_null(dict(priors))  # an interval over one held-out task is NaN: null in JSON
+        _check_json_value(priors, "priors")
+        doc["priors"] = priors
     if meta:
         _check_json_value(dict(meta), "meta")
         doc["meta"] = dict(meta)
