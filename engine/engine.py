@@ -203,7 +203,7 @@ class OneShotMetaLearningEngine:
         if self.learner is None or self._incompatible(source):
             self.initialize_for_source(source)
         else:
-            self._adopt_names(source, source_tasks)
+            self._adopt_names(source)
         learner = self._require()
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
@@ -219,15 +219,12 @@ class OneShotMetaLearningEngine:
         )
         return self.history.to_dict()
 
-    def _adopt_names(self, source: TaskSource, source_tasks: Any) -> None:
+    def _adopt_names(self, source: TaskSource) -> None:
         """After ``initialize(input_dim, output_dim)``: take the feature and target names of the
         tasks' source, so discovery and ``enhance_mechanisms_with_graph`` use them."""
-        origin = source if isinstance(source_tasks, TaskSource) else _source_of(list(source_tasks))
-        if origin is None:
-            return
         if not self.source_info:
-            self.source_info = origin.describe()
-        names = getattr(origin, "feature_names", None)
+            self.source_info = source.describe()
+        names = getattr(source, "feature_names", None)
         if self.feature_names is None and names is not None and len(names) == self.model.input_shape[0]:
             self.feature_names = list(names)
 
