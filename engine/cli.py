@@ -485,13 +485,18 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (argparse has printed why on stderr)
         return exc.code if isinstance(exc.code, int) else 2
-    if hasattr(args, "verbose"):
-        setup_logging(args.verbose, args.quiet)
+    logger = logging.getLogger("engine")
+    level = logger.level
+    handler = setup_logging(args.verbose, args.quiet) if hasattr(args, "verbose") else None
     try:
         result = COMMANDS[args.command](args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if handler is not None:  # main() called from Python leaves the caller's logging as it was
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     if result is not None:
         _emit(result, args)
     return 0
