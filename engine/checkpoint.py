@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .mechanisms import finite_or_null
 from .training import TrainingHistory
 
 FORMAT_VERSION = 1
@@ -60,9 +60,9 @@ def save_checkpoint(
         # allow_nan=False: the reader refuses NaN, so a non-finite number (an overflowed
         # validation loss in the history) is written as null rather than as unreadable JSON.
         CONFIG: json.dumps(
-            {"format_version": FORMAT_VERSION, **_finite_or_null(meta)}, indent=2, allow_nan=False
+            {"format_version": FORMAT_VERSION, **finite_or_null(meta)}, indent=2, allow_nan=False
         ).encode(),
-        MECHANISMS: json.dumps(_finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
+        MECHANISMS: json.dumps(finite_or_null(mechanisms), indent=2, allow_nan=False).encode(),
     }
     if optimizer:
         files[OPTIMIZER] = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in optimizer.items()})
@@ -101,16 +101,6 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
-
-
-def _finite_or_null(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 def checkpoint_zip_bytes(path: str | Path) -> bytes:

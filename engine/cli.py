@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 from .checkpoint import CheckpointError
 from .config import FIELD_HELP, TEST_TIME_FIELDS, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
+from .mechanisms import CausalMechanism, finite_or_null
 from .tasks import SPLITS, ImageTaskSource, TabularTaskSource, TaskError, TaskSource, make_task_source
 from .tasks.content_hash import content_sha256
 
@@ -250,7 +252,25 @@ def _add_evolve_options(p: argparse.ArgumentParser) -> None:
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write results as JSON to this path ('-' for stdout)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; log errors only")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log the engine's progress (-v INFO, -vv DEBUG) on stderr"
+    )
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> logging.Handler:
+    """One stderr handler on the ``engine`` logger: WARNING by default, -v INFO, -vv DEBUG,
+    -q ERROR. The library itself only logs; the command line decides what is shown."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    root = logging.getLogger("engine")
+    for h in [h for h in root.handlers if getattr(h, "_engine_cli", False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler._engine_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
 
 
 def _source_kwargs(args: argparse.Namespace, n_way_default: int) -> dict[str, Any]:
@@ -466,7 +486,8 @@ class _Progress:
 
 
 def _emit(result: dict[str, Any], args: argparse.Namespace) -> None:
-    text = json.dumps(result, indent=2, default=_json_default)
+    # NaN (not measured) is not JSON: it is written as null.
+    text = json.dumps(finite_or_null(result), indent=2, default=_json_default, allow_nan=False)
     if args.json == "-":
         print(text)
         return
@@ -481,6 +502,8 @@ def _json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, CausalMechanism):
+        return value.to_dict()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -689,7 +712,7 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         if bar is not None:
             bar.close()
     if args.export:
-        engine.export_mechanisms(args.export)
+        engine.export_mechanisms_sync(args.export)
     if args.graph_html:
         truth = next((t.truth for t in tasks if getattr(t, "truth", None)), None)
         Path(args.graph_html).write_text(render_graph_html(engine.mechanism_graph(truth=truth)), encoding="utf-8")
@@ -699,7 +722,7 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         "command": "discover",
         "checkpoint": args.checkpoint,
         "insights": engine.get_mechanism_insights(),
-        "mechanisms": records,
+        "mechanisms": [r.to_dict() for r in records],
         "report": engine.discovery_report,
         "priors": engine.causal_priors,
         "message": f"{len(records)} mechanisms kept",
@@ -804,11 +827,18 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (argparse has printed why on stderr)
         return exc.code if isinstance(exc.code, int) else 2
+    logger = logging.getLogger("engine")
+    level = logger.level
+    handler = setup_logging(args.verbose, args.quiet) if hasattr(args, "verbose") else None
     try:
         result = COMMANDS[args.command](args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if handler is not None:  # main() called from Python leaves the caller's logging as it was
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     if result is not None:
         _emit(result, args)
     return 0

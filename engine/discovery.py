@@ -36,6 +36,7 @@ is measured as well; it feeds the causal priors (``engine.priors``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from .model import CausalMetaModel
 from .priors import adapts_by_gradient, measure_effectiveness, one_shot_losses, search_prior_rates
 from .tasks.base import Episode, Task, TaskError
 from .training import should_stop
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 ALL_TYPES = tuple(CausalMechanismType)
@@ -148,6 +151,10 @@ def _as_type(value: Any) -> CausalMechanismType:
 
 
 def _emit(progress: Progress | None, stage: str, done: int, total: int, message: str = "") -> None:
+    if done == 0 or done == total:
+        log.info("discovery %s %d/%d %s", stage, done, total, message)
+    else:
+        log.debug("discovery %s %d/%d %s", stage, done, total, message)
     if progress is not None:
         progress(
             {
@@ -184,9 +191,11 @@ def discover_mechanisms(
 ) -> DiscoveryResult:
     """Run the interventions on ``tasks`` and return the kept mechanism records.
 
-    ``held_out``: tasks on which the causal priors' effectiveness is measured; by default,
-    with 8 or more tasks, the last quarter of ``tasks`` is held out from the model-based
-    interventions and the prior search (the data analysis still uses all tasks).
+    ``held_out``: tasks on which the causal priors' effectiveness is measured; by default
+    (None), with 2 or more tasks, the last quarter of ``tasks`` (at least one) is held out
+    from the model-based interventions and the prior search (the data analysis still uses all
+    tasks); an empty list measures nothing. Where nothing is measured the report's
+    ``effectiveness_note`` says why.
     ``query_points``: query size of each task's episode (regression points; classification
     per class); default max(config.query_shots, 100) for regression.
     ``progress(record)`` gets ``stage``, ``done``, ``total``, ``fraction``, ``message``;
@@ -232,12 +241,26 @@ def discover_mechanisms(
     if plan.gradient and not report["stopped_early"] and all(len(h) == len(plan.episodes) for h in fx.hold):
         priors = _measure_priors(plan, records, fx.hold, progress)
     records.sort(key=lambda r: (-r.causal_strength, r.mechanism_type.name, r.source, r.target))
+    report["effectiveness_note"] = _effectiveness_note(plan, priors, report["stopped_early"])
     report["elapsed_s"] = time.perf_counter() - t_start
     report["threshold"] = threshold
     report["kept"] = len(records)
     report["measured"] = len(fx.by_key)
     _emit(progress, "done", 1, 1, f"{len(records)} mechanisms kept of {len(fx.by_key)} measured")
     return DiscoveryResult(records, report, priors)
+
+
+def _effectiveness_note(plan: _Plan, priors: dict[str, Any] | None, stopped_early: bool) -> str:
+    """What the run measured of effectiveness, or why it measured nothing."""
+    if not plan.gradient:
+        return "not measured: this learner does not adapt by gradient steps, so there are no rates to use as priors"
+    if stopped_early:
+        return "not measured: discovery was stopped before the priors were searched"
+    if not plan.held_eps:
+        return "not measured: no held-out tasks (give held_out, or two or more tasks)"
+    if priors is None or not priors.get("held_out"):
+        return "not measured: the prior search did not run"
+    return f"measured on {len(plan.held_eps)} held-out tasks"
 
 
 def _plan_run(
@@ -260,8 +283,8 @@ def _plan_run(
     tasks = list(tasks)
     if not tasks:
         raise ValueError("discovery needs at least one task")
-    if held_out is None and len(tasks) >= 8:
-        cut = len(tasks) - len(tasks) // 4
+    if held_out is None and len(tasks) >= 2:
+        cut = len(tasks) - max(1, len(tasks) // 4)
         work, held = tasks[:cut], tasks[cut:]
     else:
         work, held = tasks, list(held_out or [])
@@ -474,7 +497,6 @@ def _build_records(
                 target=target,
                 causal_strength=strength,
                 confidence=bootstrap_confidence(groups, n_bootstrap, seed=seed + j),
-                effectiveness=None,
                 reuse_count=0,
                 effect=mean,
                 effect_std=spread,
@@ -528,8 +550,9 @@ def _measure_priors(
         if r.mechanism_type == T.REPRESENTATION_TRANSFER:
             k = r.details["mechanism_index"]
             r.details["prior_rate"] = priors["mechanism_rates"][k]
-            if priors.get("held_out"):
-                r.effectiveness = priors["held_out"]["per_mechanism_effectiveness"][k]
+            measured = (priors.get("held_out") or {}).get("per_mechanism_effectiveness") or []
+            if k < len(measured) and measured[k] is not None:
+                r.effectiveness = float(measured[k])
     _emit(progress, "priors", 1, 1, "priors measured")
     return priors
 

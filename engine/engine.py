@@ -18,6 +18,7 @@ delegates to, and discovery itself is ``engine.discovery``.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,14 +48,22 @@ from .checkpoint import (
 from .config import TEST_TIME_FIELDS, OneShotMetaLearningConfig
 from .discovery import discover_mechanisms
 from .fixed_evaluation import score_fixed_episodes
-from .interventions import LEVELS, create_intervention_mask, describe_intervention, hierarchical_adapt
-from .mechanisms import MechanismFormatError, parse_mechanisms, validate_priors
+from .interventions import (
+    LEVELS,
+    InterventionMask,
+    create_intervention_mask,
+    describe_intervention,
+    hierarchical_adapt,
+    set_features,
+)
+from .mechanisms import CausalMechanism, MechanismFormatError, parse_mechanisms, validate_priors
 from .model import CausalMetaModel
 from .tasks.base import Episode, Task, TaskError, TaskSource
 from .tasks.content_hash import content_sha256
 from .tasks.fixed_episodes import FixedEpisode, load_fixed_episodes
 from .tasks.image_archive import ImageInput
-from .tasks.task_list import TaskListSource
+from .tasks.support import SupportData, episode_for
+from .tasks.task_list import as_task_source
 from .training import TrainingHistory, evaluate, meta_train
 
 if TYPE_CHECKING:
@@ -62,7 +71,7 @@ if TYPE_CHECKING:
 
     from .evolve import EvolutionResult
 
-SupportData = Episode | tuple[Any, Any] | None
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,9 +120,10 @@ class OneShotMetaLearningEngine:
         return self.history is not None and len(self.history.iteration) > 0
 
     @property
-    def discovered_mechanisms(self) -> list[dict[str, Any]]:
-        """The kept mechanism records as dicts (``CausalMechanism.to_dict``)."""
-        return self.store.as_dicts()
+    def discovered_mechanisms(self) -> list[CausalMechanism]:
+        """The kept mechanism records (copies): ``mech.mechanism_type``, ``mech.causal_strength``,
+        ``mech.effectiveness`` (NaN until measured), ...; ``mech.to_dict()`` for tables and JSON."""
+        return self.store.copies()
 
     @property
     def discovery_report(self) -> dict[str, Any] | None:
@@ -203,6 +213,8 @@ class OneShotMetaLearningEngine:
         self.task_source = source
         if self.learner is None or self._incompatible(source):
             self.initialize_for_source(source)
+        else:
+            self._adopt_names(source)
         learner = self._require()
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
@@ -218,15 +230,17 @@ class OneShotMetaLearningEngine:
         )
         return self.history.to_dict()
 
+    def _adopt_names(self, source: TaskSource) -> None:
+        """After ``initialize(input_dim, output_dim)``: take the feature and target names of the
+        tasks' source, so discovery and ``enhance_mechanisms_with_graph`` use them."""
+        if not self.source_info:
+            self.source_info = source.describe()
+        names = getattr(source, "feature_names", None)
+        if self.feature_names is None and names is not None and len(names) == self.model.input_shape[0]:
+            self.feature_names = list(names)
+
     def _as_source(self, source_tasks: TaskSource | Sequence[Task]) -> TaskSource:
-        if isinstance(source_tasks, TaskSource):
-            return source_tasks
-        tasks = list(source_tasks)
-        shape = self.model.input_shape if self.model is not None else None
-        if shape is None:
-            ep = tasks[0].sample_episode(1, 1, np.random.default_rng(0)) if tasks else None
-            shape = tuple(ep.support_x.shape[1:]) if ep is not None else (1,)
-        return TaskListSource(tasks, shape)
+        return as_task_source(source_tasks, self.model.input_shape if self.model is not None else None)
 
     def _incompatible(self, source: TaskSource) -> bool:
         assert self.model is not None
@@ -408,6 +422,16 @@ class OneShotMetaLearningEngine:
             metric = learner.metric(state, outputs, episode.query_y)
         self._last_state = state
         self._traces[name] = list(state.trace)
+        log.info(
+            "adapted to %s in %.2f ms (%d steps): query loss %.4g, %s %.4g",
+            name,
+            adaptation_time * 1000,
+            steps,
+            loss,
+            learner.metric_name(),
+            metric,
+        )
+        log.debug("adaptation trace of %s: %s", name, state.trace)
         return {
             "task": name,
             "algorithm": self.config.algorithm.name,
@@ -433,34 +457,8 @@ class OneShotMetaLearningEngine:
         seed: int | None,
     ) -> Episode:
         rng = np.random.default_rng(self.config.seed if seed is None else seed)
-        if isinstance(target, Episode):
-            base = target
-        elif isinstance(support, Episode):
-            base = support
-        else:
-            base = target.sample_episode(self.config.support_shots, self.config.query_shots, rng)
-        sx, sy = base.support_x, base.support_y
-        if isinstance(support, tuple):
-            sx, sy = self._tensor_pair(support)
-        elif isinstance(support, Episode):
-            sx, sy = support.support_x, support.support_y
-        qx, qy = base.query_x, base.query_y
-        if isinstance(query, tuple):
-            qx, qy = self._tensor_pair(query)
-        elif isinstance(query, Episode):
-            qx, qy = query.query_x, query.query_y
-        ep = Episode(sx, sy, qx, qy, base.task_type, base.num_classes, base.task_name)
-        return ep.to(self.device)
-
-    def _tensor_pair(self, pair: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.as_tensor(np.asarray(pair[0]), dtype=torch.float32)
-        if self.task_type == "classification":
-            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.long).reshape(-1)
-        else:
-            y = torch.as_tensor(np.asarray(pair[1]), dtype=torch.float32).reshape(x.shape[0], -1)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"support has {x.shape[0]} inputs but {y.shape[0]} labels")
-        return x, y
+        kw = {"support_shots": self.config.support_shots, "query_shots": self.config.query_shots}
+        return episode_for(target, support, query, task_type=str(self.task_type), rng=rng, **kw).to(self.device)
 
     def _decode(self, state: AdaptedState, outputs: torch.Tensor) -> torch.Tensor:
         learner = self._require()
@@ -513,11 +511,14 @@ class OneShotMetaLearningEngine:
     # ---- interventions ------------------------------------------------------------------------
     def create_intervention_mask(
         self, mechanisms: Any, intervention_strength: float | Sequence[float] = 1.0
-    ) -> list[float]:
-        """Causal mask: chosen mechanisms scaled by 1 - strength (1 = switched off)."""
+    ) -> InterventionMask:
+        """Causal mask: chosen mechanisms scaled by 1 - strength (1 = switched off). Takes
+        indices, names, records or ``get_mechanism_insights()["strongest_mechanisms"]``;
+        records that name no mechanism are skipped and listed in ``mask.explanation``."""
         if self.model is None:
             raise RuntimeError("the engine is not initialised: call initialize(...) or meta_train(source) first")
-        return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms)
+        names = [u.name for u in feature_units(self.model.input_shape, self.feature_names)]
+        return create_intervention_mask(mechanisms, intervention_strength, self.model.num_mechanisms, names)
 
     def adapt_with_intervention_sync(
         self,
@@ -526,15 +527,25 @@ class OneShotMetaLearningEngine:
         intervention_mask: Sequence[float] | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        """Adapt with and without the mask on the same episode; report what changed."""
+        """Adapt with and without the mask on the same episode; report what changed. A mask from
+        ``create_intervention_mask`` may also set features to their reference value (its
+        ``features``); that is applied to the episode's inputs."""
         self._require()
         if intervention_mask is None:
             raise ValueError("give an intervention_mask (see create_intervention_mask)")
         mask = [float(v) for v in intervention_mask]
+        if isinstance(intervention_mask, InterventionMask):
+            mask = intervention_mask
         if self.model is not None and len(mask) != self.model.num_mechanisms:
             raise ValueError(f"the mask has {len(mask)} values for {self.model.num_mechanisms} mechanisms")
-        base = self.one_shot_adapt_sync(task, support_data, seed=seed)
-        result = self.one_shot_adapt_sync(task, support_data, causal_mask=mask, seed=seed)
+        episode = self._episode_for(task, support_data, None, seed)
+        base = self.one_shot_adapt_sync(episode)
+        features = getattr(mask, "features", None)
+        if features:  # do(feature := reference) on the inputs, blended by each strength
+            units = feature_units(self.model.input_shape, self.feature_names)
+            reference = float(getattr(_source_of([task]), "background_value", 0.0))
+            episode = set_features(episode, features, units, reference)
+        result = self.one_shot_adapt_sync(episode, causal_mask=mask)
         return describe_intervention(base, result, mask, self.task_type == "classification")
 
     def mechanism_effects_sync(
@@ -602,11 +613,12 @@ class OneShotMetaLearningEngine:
         held_out: Sequence[Task | Episode] | None = None,
         n_tasks: int = 20,
         **options: Any,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CausalMechanism]:
         """Find mechanisms of all five types by intervention (``engine.discovery``).
 
         ``tasks``: a list of tasks (or episodes), or a task source (then ``n_tasks`` of its
-        validation tasks). Returns the kept records as dicts and stores them. ``options``
+        validation tasks). ``held_out``: tasks that measure the priors' effectiveness; by
+        default a quarter of ``tasks`` is held out. Returns the kept records and stores them. ``options``
         go to ``discover_mechanisms`` (query_points, patch_size, n_bootstrap, types, ...).
         When priors were measured effective on held-out tasks and ``enable_causal_priors``
         is on, they are applied to the learner at once."""
@@ -634,6 +646,14 @@ class OneShotMetaLearningEngine:
             **options,
         )
         self.store.take_discovery(result.mechanisms, result.report, result.priors)
+        log.info(
+            "discovery on %d tasks (%d held out): %d mechanisms kept of %d measured; effectiveness %s",
+            result.report.get("tasks_used", 0),
+            result.report.get("held_out_tasks", 0),
+            len(result.mechanisms),
+            result.report.get("measured", 0),
+            result.report.get("effectiveness_note", "not measured"),
+        )
         effectiveness = (result.priors or {}).get("effectiveness")
         if self.config.enable_causal_priors and effectiveness is not None and effectiveness > 0:
             self.apply_causal_priors()
@@ -652,38 +672,53 @@ class OneShotMetaLearningEngine:
         k = self.model.num_mechanisms if self.model is not None else None
         return build_mechanism_graph(self.store.as_dicts(), k, truth, self.store.report)
 
-    def update_mechanisms(
+    def update_mechanisms_sync(
         self, task: Task | Episode, adaptation_result: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Measure this task's effects for every feature and mechanism record (the same
         interventions as discovery) and count reuse: a record is reused by a task when its
         intervention costs that task at least ``mechanism_threshold`` strength.
 
-        Call ``refine_mechanisms_online()`` to fold the new tasks into the records."""
+        Call ``refine_mechanisms_online_sync()`` to fold the new tasks into the records. With
+        no records yet (discovery kept none above ``mechanism_threshold``), the task is only
+        counted; ``updated`` says in words what was updated."""
         learner = self._require()
-        if not len(self.store):
-            raise RuntimeError("no mechanisms yet: run discover_causal_patterns first (or import some)")
         episode = self._episode_for(task, None, None, self.config.seed + 1000 + self.store.online_tasks)
-        units = feature_units(learner.model.input_shape, self.feature_names)
-        reference = float(getattr(_source_of([task]), "background_value", 0.0))
-        probe = Probe(learner, learner.default_steps())
-        measured = self.store.record_task(probe, episode, units, reference, self.config.mechanism_threshold)
+        name = episode.task_name or getattr(task, "name", "task")
+        if len(self.store):
+            units = feature_units(learner.model.input_shape, self.feature_names)
+            reference = float(getattr(_source_of([task]), "background_value", 0.0))
+            probe = Probe(learner, learner.default_steps())
+            measured = self.store.record_task(probe, episode, units, reference, self.config.mechanism_threshold)
+        else:
+            measured = self.store.count_task()
+        updated = _update_text(len(self.store), measured, self.config.mechanism_threshold)
+        log.info("update_mechanisms %s: %s", name, updated)
         return {
-            "task": episode.task_name or getattr(task, "name", "task"),
+            "task": name,
             "measured_records": measured["measured_records"],
             "reused": measured["reused"],
             "mechanism_shift": (adaptation_result or {}).get("explanation", {}).get("mechanism_shift"),
             "tasks_seen_online": measured["tasks_seen_online"],
+            "updated": updated,
         }
 
-    def refine_mechanisms_online(self) -> list[dict[str, Any]]:
+    def refine_mechanisms_online_sync(self) -> list[CausalMechanism]:
         """Fold the tasks seen by ``update_mechanisms`` into the records: effect, spread,
         strength and confidence are recomputed over the discovery tasks (their per-task
-        means, kept in ``details["task_effects"]``) and the new tasks (per point)."""
-        self.store.refine(self.config.mechanism_threshold, self.config.seed)
+        means, kept in ``details["task_effects"]``) and the new tasks (per point). Records
+        that fall below ``mechanism_threshold`` are dropped. Returns the records."""
+        before = len(self.store)
+        refined = self.store.refine(self.config.mechanism_threshold, self.config.seed)
+        log.info(
+            "refine_mechanisms_online: %d of %d records refined with new tasks, %d kept",
+            refined,
+            before,
+            len(self.store),
+        )
         return self.discovered_mechanisms
 
-    def export_mechanisms(self, path: str | os.PathLike) -> Path:
+    def export_mechanisms_sync(self, path: str | os.PathLike) -> Path:
         """Write the versioned mechanisms JSON (records + measured priors)."""
         return self.store.export(path, {"algorithm": self.config.algorithm.name, "feature_names": self.feature_names})
 
@@ -741,6 +776,7 @@ class OneShotMetaLearningEngine:
             meta["optimizer"] = {"kind": type(self.optimizer).__name__, "param_groups": groups}
         out = save_checkpoint(path, learner.state_dict(), meta, self.store.as_dicts() if keep else [], optimizer)
         self.checkpoint_name = Path(path).name
+        log.info("saved checkpoint %s (%d mechanisms)", out, len(self.store) if keep else 0)
         return out
 
     def load_sync(self, path: str | Path) -> None:
@@ -789,6 +825,7 @@ class OneShotMetaLearningEngine:
         self.history = history
         self.store = store
         self.checkpoint_name = name
+        log.info("loaded checkpoint %s: %s, %d mechanisms", name, config.algorithm.name, len(store))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> OneShotMetaLearningEngine:
@@ -807,9 +844,23 @@ class OneShotMetaLearningEngine:
     mechanism_effects = async_twin("mechanism_effects", "the effect of switching each mechanism off.")
     predict = async_twin("predict", "predictions of the adapted model.")
     discover_causal_patterns = async_twin("discover_causal_patterns", "find mechanisms by intervention.")
+    update_mechanisms = async_twin("update_mechanisms", "measure a new task's effects for every record.")
+    refine_mechanisms_online = async_twin("refine_mechanisms_online", "fold the new tasks into the records.")
+    export_mechanisms = async_twin("export_mechanisms", "write the versioned mechanisms JSON.")
     save = async_twin("save", "write a checkpoint.")
     evolve_meta_config = async_twin("evolve_meta_config", "evolve the config with an Optuna study.")
     load = async_twin("load", "load a checkpoint.")
+
+
+def _update_text(records: int, measured: Mapping[str, Any], threshold: float) -> str:
+    """What ``update_mechanisms`` updated, in words."""
+    seen = f"task counted ({measured['tasks_seen_online']} seen online)"
+    if not records:
+        return f"no mechanism records yet (none above mechanism_threshold {threshold:g}): {seen}, nothing else changed"
+    n = measured["measured_records"]
+    if not n:
+        return f"{seen}; none of the {records} records has an intervention measurable on a single task"
+    return f"{seen}; effects measured for {n} of {records} records, {len(measured['reused'])} reused"
 
 
 def _source_of(tasks: Sequence[Any]) -> Any:

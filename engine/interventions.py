@@ -50,34 +50,126 @@ def mechanism_index(item: Any, num_mechanisms: int) -> int:
     return int(item)
 
 
+class InterventionMask(list):
+    """A causal mask (a list of K floats) that also says what it did: ``masked`` (the mechanism
+    indices), ``features`` ({feature: strength}: do(feature := reference), blended by the
+    strength, on the inputs), ``skipped`` (records that name nothing maskable) and ``explanation``."""
+
+    def __init__(
+        self,
+        values: Sequence[float],
+        masked: Sequence[int],
+        skipped: Sequence[str],
+        features: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(float(v) for v in values)
+        self.masked = list(masked)
+        self.features = dict(features or {})
+        self.skipped = list(skipped)
+        parts = [f"mechanisms {self.masked} scaled" if self.masked else "no mechanism masked"]
+        if self.features:
+            parts.append(f"features {sorted(self.features)} moved to their reference value")
+        if self.skipped:
+            parts.append(f"skipped (they name no mechanism or feature to mask): {'; '.join(self.skipped)}")
+        self.explanation = "; ".join(parts)
+
+
+def feature_name(item: Any, feature_names: Sequence[str]) -> str | None:
+    """The feature a feature -> output record (or insight entry) names, if it is one of ours."""
+    if not isinstance(item, Mapping):
+        return None
+    kind = str(item.get("mechanism_type") or item.get("type") or "").upper()
+    source = item.get("source")
+    if kind == "FEATURE_TRANSFER" and item.get("target") == "output" and source in feature_names:
+        return str(source)
+    return None
+
+
+def set_features(episode: Episode, features: Mapping[str, float], units: Sequence[Any], reference: float) -> Episode:
+    """do(feature := reference) blended by strength s on the support and query inputs:
+    x <- (1 - s) x + s reference, for each named feature (``engine.causal.probe.FeatureUnit``)."""
+    by_name = {u.name: u for u in units}
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        for name, s in features.items():
+            x = (1.0 - s) * x + s * by_name[name].apply(x, reference)
+        return x
+
+    return Episode(
+        apply(episode.support_x),
+        episode.support_y,
+        apply(episode.query_x),
+        episode.query_y,
+        episode.task_type,
+        episode.num_classes,
+        episode.task_name,
+    )
+
+
+def _as_item(m: Any) -> Any:
+    """A record object as its dict; insight entries (``type``, ``source``, ``target``) and
+    indices pass as they are."""
+    return m.to_dict() if hasattr(m, "to_dict") and hasattr(m, "mechanism_type") else m
+
+
+def _record_name(item: Mapping[str, Any]) -> str:
+    kind = item.get("mechanism_type") or item.get("type") or "record"
+    return f"{kind} {item.get('source')!r} -> {item.get('target')!r}"
+
+
 def create_intervention_mask(
     mechanisms: Any,
     intervention_strength: float | Sequence[float],
     num_mechanisms: int,
-) -> list[float]:
+    feature_names: Sequence[str] = (),
+) -> InterventionMask:
     """Causal mask over ``num_mechanisms``: chosen mechanisms scaled by 1 - strength.
 
-    ``mechanisms``: indices, "mechanism k" names, mechanism record dicts, or a mapping
-    {mechanism: strength} (then ``intervention_strength`` is ignored). Strength 1 is
-    do(c_k := 0) (switched off), 0 leaves the mechanism as it is."""
+    ``mechanisms``: indices, "mechanism k" names, mechanism records (``CausalMechanism`` or
+    dicts, or the entries of ``get_mechanism_insights()["strongest_mechanisms"]``), or a
+    mapping {mechanism: strength} (then ``intervention_strength`` is ignored). Strength 1 is
+    do(c_k := 0) (switched off), 0 leaves the mechanism as it is. A feature -> output record
+    over one of ``feature_names`` goes to the mask's ``features`` (do(feature := reference)
+    with that strength, applied by ``adapt_with_intervention``). Records that name neither (a
+    PRIOR_TRANSFER "meta-learned initialisation -> tasks") are skipped and listed in the
+    mask's ``explanation``; it is an error only when none can be masked."""
+    skipped: list[str] = []
+    features: dict[str, float] = {}
     if isinstance(mechanisms, Mapping) and not ("source" in mechanisms and "target" in mechanisms):
         pairs = [(mechanism_index(k, num_mechanisms), v) for k, v in mechanisms.items()]
     else:
         items = [mechanisms] if isinstance(mechanisms, (int, str, Mapping)) else list(mechanisms)
-        chosen = [mechanism_index(m, num_mechanisms) for m in items]
+        items = [_as_item(m) for m in items]
         if isinstance(intervention_strength, (int, float)):
-            strengths = [float(intervention_strength)] * len(chosen)
+            strengths = [float(intervention_strength)] * len(items)
         else:
             strengths = [float(s) for s in intervention_strength]
-            if len(strengths) != len(chosen):
-                raise ValueError(f"{len(strengths)} strengths for {len(chosen)} mechanisms")
-        pairs = list(zip(chosen, strengths, strict=True))
+            if len(strengths) != len(items):
+                raise ValueError(f"{len(strengths)} strengths for {len(items)} mechanisms")
+        pairs = []
+        for item, s in zip(items, strengths, strict=True):
+            feature = feature_name(item, feature_names)
+            if feature is not None:
+                features[feature] = _strength(s)
+                continue
+            try:
+                pairs.append((mechanism_index(item, num_mechanisms), s))
+            except ValueError:
+                if not isinstance(item, Mapping):
+                    raise  # a bad index or name is the caller's mistake, not a record to skip
+                skipped.append(_record_name(item))
+        if skipped and not pairs and not features:
+            raise ValueError(f"none of the given records names a mechanism or feature to mask: {'; '.join(skipped)}")
     mask = [1.0] * num_mechanisms
     for k, s in pairs:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or not 0.0 <= s <= 1.0:
-            raise ValueError(f"intervention_strength must be in [0, 1], got {s!r}")
-        mask[k] = 1.0 - float(s)
-    return mask
+        mask[k] = 1.0 - _strength(s)
+    return InterventionMask(mask, sorted({k for k, _ in pairs}), skipped, features)
+
+
+def _strength(s: Any) -> float:
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or not 0.0 <= s <= 1.0:
+        raise ValueError(f"intervention_strength must be in [0, 1], got {s!r}")
+    return float(s)
 
 
 def describe_intervention(
@@ -105,6 +197,10 @@ def describe_intervention(
         "effect": q1["loss"] - q0["loss"],
         "predictions_without_intervention": base["predictions"],
     }
+    if isinstance(mask, InterventionMask):
+        result["explanation"]["mask"] = mask.explanation
+        result["intervention"]["skipped"] = list(mask.skipped)
+        result["intervention"]["features"] = dict(mask.features)
     result["explanation"]["intervention_text"] = (
         f"With mechanisms {off} switched off" if off else "With the mask applied"
     ) + f", the query loss went {q0['loss']:.4g} -> {q1['loss']:.4g} ({change_name.replace('_', ' ')}: {change:.3g})."

@@ -2,7 +2,8 @@
 
 Nodes are ``"<kind>:<name>"`` with attributes ``kind`` (feature, mechanism, task, prior,
 optimizer, output) and ``name``; edges carry ``type`` (the mechanism type NAME), ``strength``,
-``confidence``, ``effect``, ``effect_std`` and ``effectiveness`` (None = not measured).
+``confidence``, ``effect``, ``effect_std`` and ``effectiveness`` (None = not measured; the
+records' NaN becomes None so the graph's JSON and GraphML stay valid).
 With a discovery report, per-task findings add ``INTERVENED`` edges feature -> task (the
 variable the data say the task intervened on). With ``truth`` (an scm task's truth dict),
 feature nodes get ``true_parent`` / ``true_child`` so a view can compare.
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
+
+from .mechanisms import CausalMechanism
 
 KIND_COLORS = {
     "feature": "#4e79a7",
@@ -47,13 +51,21 @@ def _node(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
+def _measured(value: Any) -> float | None:
+    """A measured number, or None where it is missing or NaN (not measured)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
 def build_mechanism_graph(
-    mechanisms: Sequence[Mapping[str, Any]],
+    mechanisms: Sequence[Mapping[str, Any] | CausalMechanism],
     num_mechanisms: int | None = None,
     truth: Mapping[str, Any] | None = None,
     report: Mapping[str, Any] | None = None,
 ) -> nx.DiGraph:
-    """The mechanism graph of records (dicts as in ``CausalMechanism.to_dict``)."""
+    """The mechanism graph of records (``CausalMechanism`` or dicts as in its ``to_dict``)."""
+    mechanisms = [m.to_dict() if isinstance(m, CausalMechanism) else m for m in mechanisms]
     g = nx.DiGraph()
     g.add_node(_node("output", "output"), kind="output", name="output")
     if num_mechanisms:
@@ -81,7 +93,7 @@ def build_mechanism_graph(
             confidence=float(r["confidence"]),
             effect=float(r["effect"]),
             effect_std=float(r["effect_std"]),
-            effectiveness=r.get("effectiveness"),
+            effectiveness=_measured(r.get("effectiveness")),
             reuse_count=int(r.get("reuse_count", 0)),
         )
     if report:

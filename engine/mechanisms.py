@@ -22,7 +22,9 @@ tends to 1 as the effect grows. The map is monotone in the effect for a fixed sc
 resampled task; at least 200) in which the mean effect is positive: ``bootstrap_confidence``.
 
 ``effectiveness`` is the gain on held-out tasks when the mechanism is used as a prior,
-``(L_without - L_with) / max(L_without, L_with)`` in [-1, 1], or None until measured.
+``(L_without - L_with) / max(L_without, L_with)`` in [-1, 1], or NaN until measured (a
+numeric field is always a float). NaN is not JSON: the exchange format writes ``null`` and
+reads it back as NaN; a literal NaN in a file is still refused.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ MAX_RECORDS = 100_000
 MAX_NAME_CHARS = 500
 MAX_REUSE_COUNT = 2**63 - 1  # fits an int64 column
 MIN_BOOTSTRAP = 200
+NOT_MEASURED = float("nan")  # effectiveness before it is measured on held-out tasks
 STRENGTH_MAP = "causal_strength = 1 - exp(-max(effect, 0) / scale), scale = mean adapted query loss of the run"
 
 NODE_KINDS = ("feature", "mechanism", "task", "prior", "optimizer", "output")
@@ -144,7 +147,7 @@ class CausalMechanism:
     target: str
     causal_strength: float
     confidence: float
-    effectiveness: float | None = None
+    effectiveness: float = NOT_MEASURED
     reuse_count: int = 0
     effect: float = 0.0
     effect_std: float = 0.0
@@ -155,15 +158,29 @@ class CausalMechanism:
     def __post_init__(self) -> None:
         clean = validate_record(self.to_dict())
         clean["mechanism_type"] = CausalMechanismType[clean["mechanism_type"]]
+        if clean["effectiveness"] is None:
+            clean["effectiveness"] = NOT_MEASURED
         for name, value in clean.items():
             setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        # NaN (not measured) equals NaN here, so a record equals its JSON round trip.
+        if not isinstance(other, CausalMechanism):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    @property
+    def effectiveness_measured(self) -> bool:
+        e = self.effectiveness
+        return e is not None and not isinstance(e, bool) and isinstance(e, (int, float)) and math.isfinite(e)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.mechanism_type.name, self.source, self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; ``mechanism_type`` is the enum NAME (e.g. "FEATURE_TRANSFER")."""
+        """The fields as a JSON-able dict (for files and tables); ``mechanism_type`` is the enum
+        NAME (e.g. "FEATURE_TRANSFER"); an unmeasured (NaN) effectiveness is None (null)."""
         t = self.mechanism_type
         return {
             "mechanism_type": t.name if isinstance(t, CausalMechanismType) else str(t),
@@ -171,7 +188,7 @@ class CausalMechanism:
             "target": self.target,
             "causal_strength": float(self.causal_strength),
             "confidence": float(self.confidence),
-            "effectiveness": None if self.effectiveness is None else float(self.effectiveness),
+            "effectiveness": float(self.effectiveness) if self.effectiveness_measured else _raw(self.effectiveness),
             "reuse_count": int(self.reuse_count),
             "effect": float(self.effect),
             "effect_std": float(self.effect_std),
@@ -186,6 +203,11 @@ class CausalMechanism:
         clean = validate_record(data)
         clean["mechanism_type"] = CausalMechanismType[clean["mechanism_type"]]
         return cls(**clean)
+
+
+def _raw(value: Any) -> Any:
+    """An unmeasured effectiveness as None; anything else as it is, for validation to name."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 # The fields every mechanism record carries, in display order (the app's table uses them).
@@ -264,7 +286,10 @@ def validate_record(data: Mapping[str, Any], index: int | None = None) -> dict[s
         out[name] = value
     out["causal_strength"] = _number(data, "causal_strength", where, 0.0, 1.0)
     out["confidence"] = _number(data, "confidence", where, 0.0, 1.0)
-    out["effectiveness"] = None if data["effectiveness"] is None else _number(data, "effectiveness", where, -1.0, 1.0)
+    eff = data["effectiveness"]
+    # null in the dict (JSON) form, NaN on the record; a record turns None into NaN
+    unmeasured = eff is None or (isinstance(eff, float) and math.isnan(eff))
+    out["effectiveness"] = None if unmeasured else _number(data, "effectiveness", where, -1.0, 1.0)
     reuse = data["reuse_count"]
     if isinstance(reuse, bool) or not isinstance(reuse, int) or not 0 <= reuse <= MAX_REUSE_COUNT:
         shown = reuse if not isinstance(reuse, int) or reuse.bit_length() < 100 else "a huge integer"
@@ -288,6 +313,17 @@ def validate_record(data: Mapping[str, Any], index: int | None = None) -> dict[s
 
 
 # ------------------------------------------------------------------------------ exchange
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN: not measured) replaced by None, for JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def mechanisms_document(
     mechanisms: Iterable[Mapping[str, Any] | CausalMechanism],
     priors: Mapping[str, Any] | None = None,
@@ -304,8 +340,9 @@ def mechanisms_document(
         "mechanisms": records,
     }
     if priors:
-        _check_json_value(dict(priors), "priors")
-        doc["priors"] = dict(priors)
+        priors = finite_or_null(dict(priors))  # an interval over one held-out task is NaN: null in JSON
+        _check_json_value(priors, "priors")
+        doc["priors"] = priors
     if meta:
         _check_json_value(dict(meta), "meta")
         doc["meta"] = dict(meta)

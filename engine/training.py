@@ -6,6 +6,7 @@ wrap it without a second training loop.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import torch
 from .algorithms.base import CausalMetaLearner
 from .config import OneShotMetaLearningConfig
 from .tasks.base import Episode, TaskSource
+
+log = logging.getLogger(__name__)
 
 StopSignal = Callable[[], bool] | Any  # a callable, or anything with is_set() (threading.Event)
 
@@ -149,6 +152,13 @@ def meta_train(
     total = config.num_meta_iterations
     t0 = time.perf_counter()
     offset = history.elapsed[-1] if history.elapsed else 0.0
+    log.info(
+        "meta-training %s for %d iterations (meta-batch %d) on %s",
+        learner.algorithm.name,
+        total,
+        config.meta_batch_size,
+        getattr(source, "name", type(source).__name__),
+    )
     learner.train()
     for i in range(total):
         if should_stop(stop):
@@ -193,7 +203,19 @@ def meta_train(
                 val["loss"],
                 val[history.metric_name],
             )
+            log.info(
+                "iteration %d/%d: train loss %.4g, validation loss %.4g, %s %.4g",
+                i + 1,
+                total,
+                loss,
+                val["loss"],
+                history.metric_name,
+                val[history.metric_name],
+            )
+        else:
+            log.debug("iteration %d/%d: train loss %.4g", i + 1, total, loss)
         if callback is not None:
             callback(record)
     learner.eval()
+    log.info("meta-training done: %s", history.message or f"{len(history.iteration)} iterations in total")
     return history

@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.mechanism_graph import graph_to_graphml, graph_to_json, render_graph_html
 from ui import components, session
-from ui.discovery import filter_mechanisms, mechanisms_frame, score_discovery
+from ui.discovery import effectiveness_text, filter_mechanisms, mechanisms_frame, score_discovery
 from ui.jobs import discovery_job
 from ui.text import md_escape
 
@@ -33,7 +33,8 @@ n_held = c[2].slider(
     8,
     step=4,
     key="disc_held",
-    help="Test tasks on which the discovered priors' effectiveness is measured (0: not measured).",
+    help="Test tasks on which the discovered priors' effectiveness is measured "
+    "(0: a quarter of the tasks above is held out instead).",
 )
 c[3].markdown("&nbsp;")
 if c[3].button("Run discovery", type="primary", disabled=not usable or w.running, key="disc_run", width="stretch"):
@@ -80,7 +81,9 @@ else:
             "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0),
         },
     )
-    st.caption(f"{len(shown)} of {len(df)} mechanisms shown. Effectiveness is empty until measured on held-out tasks.")
+    st.caption(
+        f"{len(shown)} of {len(df)} mechanisms shown. Effectiveness is empty where not measured on held-out tasks."
+    )
 
 # ------------------------------------------------------------------------------ report and truth
 report = eng.discovery_report if not w.running else None
@@ -120,8 +123,10 @@ if mechanisms:
     else:
         c = st.columns(2)
         c[0].metric("mechanisms", insights["total_mechanisms"])
-        avg = insights["average_effectiveness"]
-        c[1].metric("average effectiveness", "not measured" if avg is None else f"{avg:.3g}")
+        shown_eff, eff_note = effectiveness_text(insights)
+        c[1].metric("average effectiveness", shown_eff, help=eff_note or None)
+        if eff_note:
+            st.caption(f"Effectiveness: {md_escape(eff_note)}.")
         if insights["strongest_mechanisms"]:
             st.markdown("**Strongest**")
             st.dataframe(insights["strongest_mechanisms"], hide_index=True, width="stretch")
@@ -161,7 +166,7 @@ with left:
     if mechanisms:
         path = session.session_dir() / "mechanisms.json"
         try:
-            eng.export_mechanisms(path)
+            eng.export_mechanisms_sync(path)
             data = path.read_bytes()
         except (OSError, ValueError) as exc:
             components.error_box(exc)

@@ -526,6 +526,10 @@ def test_mechanisms_page_with_the_engine_discovery_table_graph_and_truth():
     assert eng.discovered_mechanisms
     assert at.dataframe, "the mechanisms table"
     assert "precision" in [m.label for m in at.metric], "scored against the SCM's truth"
+    # no held-out tasks chosen: discovery holds out a quarter of its 4 tasks, so effectiveness is measured
+    effectiveness = next(m for m in at.metric if m.label == "average effectiveness")
+    assert effectiveness.value != "not measured", texts(at.caption)
+    assert float(effectiveness.value) == pytest.approx(eng.get_mechanism_insights()["average_effectiveness"], abs=1e-3)
     assert at.get("iframe"), "the pyvis graph"
     assert "Last discovery" in texts(at.caption)
     downloads = [d.proto.label for d in at.get("download_button")]

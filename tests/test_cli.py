@@ -224,3 +224,27 @@ def test_out_of_range_through_python_m_engine_exits_2_without_traceback(tmp_path
     )
     assert out.returncode == 2 and expected in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def _reject_nan(name):
+    raise ValueError(f"{name} in the JSON output")
+
+
+def test_discover_writes_valid_json_and_logs_with_verbose(tmp_path, capfd):
+    ck, out, mech = tmp_path / "ck", tmp_path / "discover.json", tmp_path / "mechanisms.json"
+    train = ["--num-meta-iterations", "4", "--meta-batch-size", "2", "--val-episodes", "2"]
+    assert main(["train", "--source", "scm", "--num-variables", "4", *train, "-q", "--out", str(ck)]) == 0
+    capfd.readouterr()
+    argv = ["discover", "--checkpoint", str(ck), "--tasks", "4", "--threshold", "0", "--export", str(mech)]
+    assert main([*argv, "--json", str(out), "-v"]) == 0
+    err = capfd.readouterr().err
+    assert "INFO engine.engine: discovery on 3 tasks (1 held out)" in err  # a quarter held out by default
+    doc = json.loads(out.read_text(), parse_constant=_reject_nan)  # NaN (not measured) is written as null
+    assert doc["mechanisms"] and all(isinstance(m["causal_strength"], float) for m in doc["mechanisms"])
+    eff = doc["insights"]["average_effectiveness"]
+    assert eff is None or -1 <= eff <= 1
+    assert doc["insights"]["effectiveness_note"]
+    json.loads(mech.read_text(), parse_constant=_reject_nan)
+    # -q: errors only, nothing logged
+    assert main([*argv, "--json", str(out), "-q"]) == 0
+    assert "INFO" not in capfd.readouterr().err

@@ -302,7 +302,7 @@ def test_the_good_checkpoint_loads_everywhere(engine, good, tmp_path, where) -> 
     before = state(engine)
     load(engine, good, where, tmp_path)
     assert not torch.equal(engine.predict_sync(X), before["predictions"])
-    assert engine.discovered_mechanisms[0]["source"] == "x"
+    assert engine.discovered_mechanisms[0].source == "x"
 
 
 @pytest.mark.parametrize("where", ["folder", "zip", "bytes"])

@@ -282,6 +282,6 @@ def test_priors_for_another_model_size_are_refused_and_state_kept(engine) -> Non
     assert _engine_state(engine) == before
     # a valid import still works after all the refusals (the engine is not wedged)
     assert engine.import_mechanisms(GOOD) == 1
-    assert engine.discovered_mechanisms[0]["source"] == "X1"
-    engine.import_mechanisms(dumps(doc(before[0], priors=before[1])))
+    assert engine.discovered_mechanisms[0].source == "X1"
+    engine.import_mechanisms(dumps(doc([r.to_dict() for r in before[0]], priors=before[1])))
     assert _engine_state(engine) == before

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engine.tasks import EXAMPLE_CSV, SCMTaskSource, SinusoidTaskSource, TabularTaskSource, TaskError
-from ui.discovery import MECHANISM_COLUMNS, filter_mechanisms, mechanisms_frame
+from ui.discovery import MECHANISM_COLUMNS, effectiveness_text, filter_mechanisms, mechanisms_frame
 from ui.episodes import sample_vector_episode, sinusoid_preview, vector_task_choices
 from ui.tables import episode_table, predictions_table, rows_to_support, support_rows
 
@@ -95,3 +95,31 @@ def test_mechanism_table_helpers():
     assert len(filter_mechanisms(df, None, 0.5)) == 1
     assert len(filter_mechanisms(df, ["feature_transfer"], 0.0)) == 1
     assert len(filter_mechanisms(df, None, 0.0, 0.7)) == 1
+
+
+def test_mechanisms_frame_takes_records_and_effectiveness_text_says_why() -> None:
+    from engine import CausalMechanism
+
+    rec = CausalMechanism.from_dict(
+        {
+            "mechanism_type": "REPRESENTATION_TRANSFER",
+            "source": "mechanism 0",
+            "target": "tasks",
+            "causal_strength": 0.9,
+            "confidence": 0.99,
+            "effectiveness": None,
+            "reuse_count": 0,
+            "effect": 0.3,
+            "effect_std": 0.1,
+        }
+    )
+    assert np.isnan(rec.effectiveness)  # a float, not None
+    df = mechanisms_frame([rec])
+    assert df.loc[0, "mechanism_type"] == "REPRESENTATION_TRANSFER" and df.loc[0, "causal_strength"] == 0.9
+    assert pd.isna(df.loc[0, "effectiveness"])
+    why = "not measured: no held-out tasks"
+    assert effectiveness_text({"average_effectiveness": float("nan"), "effectiveness_note": why}) == (
+        "not measured",
+        why,
+    )
+    assert effectiveness_text({"average_effectiveness": 0.12345, "effectiveness_note": "x"})[0] == "0.123"

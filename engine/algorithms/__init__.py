@@ -31,7 +31,7 @@ def learner_class(algorithm: MetaLearningAlgorithm | str) -> type[CausalMetaLear
 
 
 def make_learner(model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> CausalMetaLearner:
-    return LEARNERS[config.algorithm](model, config, task_type)
+    return LEARNERS[config.algorithm](config, model, task_type)
 
 
 __all__ = [

@@ -7,9 +7,9 @@ a learner file only says how it adapts and how it scores queries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,8 @@ from torch import nn
 from ..config import MetaLearningAlgorithm, OneShotMetaLearningConfig
 from ..inner_loop import InnerLoopResult, Params, functional_forward, inner_loop
 from ..model import CausalMetaModel
-from ..tasks.base import Episode
+from ..tasks.base import Episode, Task
+from .task_api import AdaptedModel, adapt_to_task, in_thread, learner_args, meta_train_learner
 
 Rates = dict[str, torch.Tensor | float]  # inner-loop rate per model parameter (a scalar or a tensor of its shape)
 
@@ -52,8 +53,16 @@ class CausalMetaLearner(nn.Module):
     supports_transductive: ClassVar[bool] = False
     default_task_type: ClassVar[str] = "regression"
 
-    def __init__(self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> None:
+    def __init__(
+        self,
+        config: OneShotMetaLearningConfig | CausalMetaModel,
+        model: CausalMetaModel | OneShotMetaLearningConfig,
+        task_type: str | None = None,
+    ) -> None:
+        """``(config, model)`` as in the original description, or ``(model, config, task_type)``;
+        ``task_type`` is inferred where not given (``task_api.learner_args``)."""
         super().__init__()
+        config, model, task_type = learner_args(type(self), config, model, task_type)
         if task_type not in ("classification", "regression"):
             raise ValueError(f"task_type must be 'classification' or 'regression', got {task_type!r}")
         if task_type == "regression" and self.embedding_only:
@@ -66,6 +75,36 @@ class CausalMetaLearner(nn.Module):
         self.task_type = task_type
         # Causal priors: per-mechanism multipliers of the inner-loop rates (1 = unchanged).
         self.register_buffer("mechanism_rates", torch.ones(model.num_mechanisms))
+        # Task-level meta_train (task_api): its outer optimiser and history, kept between calls.
+        self.outer_optimizer: torch.optim.Optimizer | None = None
+        self.history: Any = None
+
+    # ---- the original description's task-level verbs (task_api) -------------------------------
+    def meta_train_sync(
+        self, source_tasks: Any, callback: Callable[[dict[str, Any]], None] | None = None, stop: Any = None
+    ) -> dict[str, Any]:
+        """Meta-train on a task source or a list of tasks; returns the training history."""
+        return meta_train_learner(self, source_tasks, callback, stop)
+
+    async def meta_train(
+        self, source_tasks: Any, callback: Callable[[dict[str, Any]], None] | None = None, stop: Any = None
+    ) -> dict[str, Any]:
+        """Coroutine twin of ``meta_train_sync`` (runs off the event loop)."""
+        return await in_thread(self.meta_train_sync, source_tasks, callback, stop)
+
+    def adapt_task_sync(
+        self, target_task: Task | Episode, support_data: Any = None, steps: int | None = None, seed: int | None = None
+    ) -> AdaptedModel:
+        """Adapt to a task from ``support_data`` (``(x, y)``, an Episode, or None: one episode is
+        drawn); the result predicts (``adapted_model(x)``) and holds the query-set quality."""
+        return adapt_to_task(self, target_task, support_data, steps, seed)
+
+    async def adapt_task(
+        self, target_task: Task | Episode, support_data: Any = None, steps: int | None = None, seed: int | None = None
+    ) -> AdaptedModel:
+        """Coroutine twin of ``adapt_task_sync``; ``await learner.adapt(target_task, support_data)``
+        comes here."""
+        return await in_thread(self.adapt_task_sync, target_task, support_data, steps, seed)
 
     # ---- the two verbs --------------------------------------------------------------------
     def adapt(

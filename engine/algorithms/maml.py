@@ -5,7 +5,7 @@ ICML 2017. Second order by default; ``first_order=True`` gives FOMAML.
 
 >>> import torch
 >>> from engine import OneShotMetaLearningConfig, CausalMetaModel, MAMLCausalLearner
->>> learner = MAMLCausalLearner(CausalMetaModel(1, 40, 1, 4), OneShotMetaLearningConfig(), "regression")
+>>> learner = MAMLCausalLearner(OneShotMetaLearningConfig(), CausalMetaModel(1, 40, 1, 4))  # regression: 1 output
 >>> state = learner.adapt(torch.zeros(5, 1), torch.zeros(5, 1), steps=1)
 >>> learner(state, torch.zeros(3, 1)).shape
 torch.Size([3, 1])
@@ -18,12 +18,14 @@ import torch
 from ..config import MetaLearningAlgorithm
 from ..inner_loop import Params, functional_forward
 from .base import AdaptedState, CausalMetaLearner, Rates
+from .task_api import takes_tasks
 
 
 class MAMLCausalLearner(CausalMetaLearner):
     algorithm = MetaLearningAlgorithm.MAML_CAUSAL
     has_linear_head = True
 
+    @takes_tasks
     def adapt(
         self,
         support_x: torch.Tensor,

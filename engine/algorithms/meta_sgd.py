@@ -27,10 +27,15 @@ def _key(name: str) -> str:
 class GradientCausalLearner(MAMLCausalLearner):
     algorithm = MetaLearningAlgorithm.GRADIENT_CAUSAL
 
-    def __init__(self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> None:
-        super().__init__(model, config, task_type)
+    def __init__(
+        self,
+        config: OneShotMetaLearningConfig | CausalMetaModel,
+        model: CausalMetaModel | OneShotMetaLearningConfig,
+        task_type: str | None = None,
+    ) -> None:
+        super().__init__(config, model, task_type)
         self.inner_lrs = nn.ParameterDict(
-            {_key(n): nn.Parameter(torch.full_like(p, config.inner_lr)) for n, p in model.named_parameters()}
+            {_key(n): nn.Parameter(torch.full_like(p, self.config.inner_lr)) for n, p in self.model.named_parameters()}
         )
 
     def base_rates(self) -> dict[str, torch.Tensor | float]:

@@ -21,6 +21,7 @@ from ..config import MetaLearningAlgorithm
 from ..inner_loop import Params, functional_forward
 from .base import AdaptedState, CausalMetaLearner, Rates
 from .image_views import image_views
+from .task_api import takes_tasks
 
 
 def class_means(emb: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +61,7 @@ class EmbeddingLearner(CausalMetaLearner):
     embedding_only = True
     default_task_type = "classification"
 
+    @takes_tasks
     def adapt(
         self,
         support_x: torch.Tensor,

@@ -25,9 +25,14 @@ from .prototypical import EmbeddingLearner
 class RelationCausalLearner(EmbeddingLearner):
     algorithm = MetaLearningAlgorithm.RELATION_CAUSAL
 
-    def __init__(self, model: CausalMetaModel, config: OneShotMetaLearningConfig, task_type: str) -> None:
-        super().__init__(model, config, task_type)
-        d = model.embedding_dim
+    def __init__(
+        self,
+        config: OneShotMetaLearningConfig | CausalMetaModel,
+        model: CausalMetaModel | OneShotMetaLearningConfig,
+        task_type: str | None = None,
+    ) -> None:
+        super().__init__(config, model, task_type)
+        d = self.model.embedding_dim
         hidden = max(8, d // 2)
         self.relation = nn.Sequential(nn.Linear(2 * d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 

@@ -8,6 +8,7 @@ whatever it needs (a probe, an episode, feature names, thresholds) comes in as a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from ..algorithms.base import AdaptedState
 from ..config import CausalMechanismType
 from ..interventions import mechanism_index
 from ..mechanisms import (
+    NOT_MEASURED,
     CausalMechanism,
     MechanismFormatError,
     bootstrap_confidence,
@@ -66,6 +68,10 @@ class MechanismStore:
     def as_dicts(self) -> list[dict[str, Any]]:
         """The records as JSON-able dicts (``CausalMechanism.to_dict``)."""
         return [r.to_dict() for r in self.records]
+
+    def copies(self) -> list[CausalMechanism]:
+        """Copies of the records, so a caller's edits never reach the store."""
+        return [copy.deepcopy(r) for r in self.records]
 
     def replace(self, records: Iterable[CausalMechanism | Mapping[str, Any]], priors: dict[str, Any] | None) -> None:
         """New records and priors (a discovery run or an import); per-task effects restart."""
@@ -114,7 +120,7 @@ class MechanismStore:
         self, relationships: Mapping[Any, float] | Sequence[Mapping[str, Any]], num_mechanisms: int
     ) -> None:
         """Priors set by hand: ``{mechanism: rate}`` (missing ones keep 1), or records carrying
-        ``details["prior_rate"]``; their effectiveness is unmeasured (None)."""
+        ``details["prior_rate"]``; their effectiveness is unmeasured (null in the priors block)."""
         if isinstance(relationships, Mapping):
             rates = np.ones(num_mechanisms)
             for k, v in relationships.items():
@@ -132,32 +138,53 @@ class MechanismStore:
 
     # ---- insights ------------------------------------------------------------------------------
     def insights(self, top: int = 5) -> dict[str, Any]:
-        """Counts, average effectiveness (None when nothing was measured) and the strongest
-        mechanisms with type, source, target, strength and confidence."""
+        """Counts, average effectiveness and the strongest mechanisms with type, source, target,
+        strength and confidence. Numeric fields are floats: NaN where nothing was measured,
+        with the reason in ``effectiveness_note``."""
         recs = self.records
-        measured = [r.effectiveness for r in recs if r.effectiveness is not None]
         by_type: dict[str, int] = {}
         for r in recs:
             by_type[r.mechanism_type.name] = by_type.get(r.mechanism_type.name, 0) + 1
         strongest = sorted(recs, key=lambda r: (-r.causal_strength, -r.confidence))[:top]
         report = self.report or {}
+        average, measured, note = self._average_effectiveness()
+        priors_eff = (self.priors or {}).get("effectiveness")
         return {
             "total_mechanisms": len(recs),
             "by_type": by_type,
-            "average_effectiveness": float(np.mean(measured)) if measured else None,
-            "measured_effectiveness": len(measured),
-            "average_strength": float(np.mean([r.causal_strength for r in recs])) if recs else None,
-            "average_confidence": float(np.mean([r.confidence for r in recs])) if recs else None,
+            "average_effectiveness": average,
+            "measured_effectiveness": measured,
+            "effectiveness_note": note,
+            "average_strength": float(np.mean([r.causal_strength for r in recs])) if recs else NOT_MEASURED,
+            "average_confidence": float(np.mean([r.confidence for r in recs])) if recs else NOT_MEASURED,
             "strongest_mechanisms": [_summary(r) for r in strongest],
             "causes_of_output": (report.get("invariance") or {}).get("causal_features"),
             "priors": None
             if not self.priors
             else {
                 "mechanism_rates": self.priors.get("mechanism_rates"),
-                "effectiveness": self.priors.get("effectiveness"),
+                "effectiveness": NOT_MEASURED if priors_eff is None else float(priors_eff),
             },
             "discovery_seconds": report.get("elapsed_s"),
         }
+
+    def _average_effectiveness(self) -> tuple[float, int, str]:
+        """(average, how many records were measured, what it is or why it is NaN): the mean over
+        the records measured on held-out tasks, else the held-out gain of the priors as a whole."""
+        measured = [r.effectiveness for r in self.records if r.effectiveness_measured]
+        if measured:
+            return float(np.mean(measured)), len(measured), "mean over the records measured on held-out tasks"
+        priors_eff = (self.priors or {}).get("effectiveness")
+        if isinstance(priors_eff, (int, float)) and np.isfinite(priors_eff):
+            held = ((self.priors or {}).get("held_out") or {}).get("held_out_tasks")
+            note = "held-out gain of the discovered priors as a whole (no single record's prior changed adaptation)"
+            return float(priors_eff), 0, note + (f", on {held} held-out tasks" if held else "")
+        if (self.priors or {}).get("method") == "set_transfer_priors":
+            return NOT_MEASURED, 0, "not measured: the priors were set by hand (set_transfer_priors)"
+        reason = (self.report or {}).get("effectiveness_note") or (
+            "not measured: no discovery with held-out tasks has run (imported or hand-set records)"
+        )
+        return NOT_MEASURED, 0, reason
 
     def feature_explanation(
         self, state: AdaptedState | None, feature_names: Sequence[str] | None
@@ -238,22 +265,30 @@ class MechanismStore:
         self.online_tasks += 1
         return {"measured_records": measured, "reused": reused, "tasks_seen_online": self.online_tasks}
 
-    def refine(self, threshold: float, seed: int) -> None:
+    def count_task(self) -> dict[str, Any]:
+        """A task seen online when there are no records to measure it for."""
+        self.online_tasks += 1
+        return {"measured_records": 0, "reused": [], "tasks_seen_online": self.online_tasks}
+
+    def refine(self, threshold: float, seed: int) -> int:
         """Fold the tasks seen by ``record_task`` into the records: effect, spread, strength and
         confidence over the discovery tasks (their per-task means, ``details["task_effects"]``)
-        and the new tasks (per point). Records that fall below ``threshold`` are dropped."""
+        and the new tasks (per point). Records that fall below ``threshold`` are dropped.
+        Returns how many records had new tasks to fold in."""
         scale = self.strength_scale()
-        kept = []
+        kept, refined = [], 0
         for i, r in enumerate(self.records):
             new = self.task_effects.get(r.key, [])
             if not new:
                 kept.append(r)
                 continue
             r = _refined(r, new, scale, seed + i)
+            refined += 1
             self.task_effects[r.key] = []
             if r.causal_strength >= threshold:
                 kept.append(r)
         self.records = kept
+        return refined
 
 
 def _as_record(r: CausalMechanism | Mapping[str, Any]) -> CausalMechanism:
