@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .engine import OneShotMetaLearningEngine
 
 log = logging.getLogger(__name__)
+# The library prints nothing itself: Optuna's records go through Python logging, like the engine's.
+optuna.logging.disable_default_handler()
+optuna.logging.enable_propagation()
 
 # Seed of the validation episodes the objective scores (apart from the training curve's, seed + 1).
 OBJECTIVE_SEED_OFFSET = 7919
