@@ -11,12 +11,14 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .checkpoint import CheckpointError
 from .config import FIELD_HELP, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
@@ -115,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("--out", default="checkpoints/model", help="checkpoint directory (or .zip) to write")
     p.add_argument("--resume", help="continue training from this checkpoint")
+    p.add_argument(
+        "--save-every",
+        type=ranged(int, 0, 10**9),
+        default=0,
+        help="also write the checkpoint every N iterations, so a failed run leaves the last good one (0: at the end)",
+    )
     _add_output_options(p)
 
     p = sub.add_parser("evaluate", help="held-out loss and metric of a checkpoint")
@@ -294,7 +302,9 @@ def _summary(result: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Meta-train and write the checkpoint. Under torchrun every process trains its share of each
+    meta-batch (``engine.distributed``); only rank 0 shows progress and writes files."""
     if args.resume:
         engine = OneShotMetaLearningEngine.from_checkpoint(args.resume, device=args.device or "auto")
         overrides = {
@@ -328,16 +338,26 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "cli_source": args.source,
         "cli_args": _jsonable(_source_kwargs(args, engine.config.n_way)),
     }
-    progress = _Progress(engine.config.num_meta_iterations, args.quiet, "meta-train")
+    main_process = distributed.is_main_process()
+    progress = _Progress(engine.config.num_meta_iterations, args.quiet or not main_process, "meta-train")
+
+    def on_iteration(record: dict[str, Any]) -> None:
+        progress(record)
+        if main_process and args.save_every and record["done"] % args.save_every == 0:
+            engine.save_sync(args.out)
+
     try:
-        history = engine.meta_train_sync(source, callback=progress)
+        history = engine.meta_train_sync(source, callback=on_iteration)
     finally:
         progress.close()
+    if not main_process:
+        return None
     out = engine.save_sync(args.out)
     evaluation = engine.evaluate_sync(source, "test", episodes=50)
     return {
         "command": "train",
         "checkpoint": str(out),
+        "world_size": distributed.world()[1],
         "config": engine.config.to_dict(),
         "source": engine.source_info,
         "iterations": len(history["iteration"]),
@@ -462,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (argparse has printed why on stderr)
         return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "train" and distributed.launched_world_size() > 1:
+        return _main_distributed(args)
     try:
         result = COMMANDS[args.command](args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
@@ -469,4 +491,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result is not None:
         _emit(result, args)
+    return 0
+
+
+def _main_distributed(args: argparse.Namespace) -> int:
+    """``train`` as one process of a torchrun group. A failing process says which rank failed and
+    exits non-zero; torchrun then stops the others, and the checkpoint at --out stays the last good one."""
+    import torch.distributed as dist
+
+    try:
+        distributed.init_from_env(args.device or "auto")
+        result = cmd_train(args)
+        if result is not None:
+            _emit(result, args)
+    except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, dist.DistBackendError) or "Connection closed by peer" in str(exc):
+            why = "another process of the run failed (its own message says why)"
+        else:
+            why = str(exc)
+        rank, size = os.environ.get("RANK", "?"), distributed.launched_world_size()
+        print(
+            f"error: rank {rank} of {size}: {why}; the run is stopped, and the checkpoint at {args.out} (if any) "
+            "is the last one written before the failure (--save-every N writes one every N iterations)",
+            file=sys.stderr,
+        )
+        return 2
+    finally:
+        distributed.shutdown()
     return 0
