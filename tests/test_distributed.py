@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,10 +141,19 @@ def test_torchrun_train_writes_one_checkpoint_with_world_size_and_the_one_proces
 
 
 @pytest.mark.slow
-def test_a_failing_rank_ends_the_run_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_failing_rank_ends_the_run_with_a_clear_message_and_the_last_good_checkpoint_resumes(tmp_path):
     out = tmp_path / "ck"
     run = _torchrun([*TRAIN, "--save-every", "2", "--out", str(out)], script=["tests/distributed_failing_rank.py"])
     assert run.returncode != 0
     assert "error: rank 1 of 2: injected failure on rank 1; the run is stopped" in run.stderr
     engine = OneShotMetaLearningEngine.from_checkpoint(out, device="cpu")
     assert engine.history.iteration == [0, 1]  # saved after iteration 2; rank 1 failed in the third
+    # --resume continues it under torchrun as one process would
+    shutil.copytree(out, tmp_path / "one")
+    assert main([*TRAIN, "--resume", str(tmp_path / "one"), "--out", str(tmp_path / "one")]) == 0
+    resumed = _torchrun([*TRAIN, "--resume", str(out), "--out", str(out)])
+    assert resumed.returncode == 0, resumed.stderr
+    one = OneShotMetaLearningEngine.from_checkpoint(tmp_path / "one", device="cpu").history
+    two = OneShotMetaLearningEngine.from_checkpoint(out, device="cpu").history
+    assert two.iteration == one.iteration == list(range(8))
+    np.testing.assert_allclose(two.train_loss, one.train_loss, rtol=1e-5, atol=1e-6)
