@@ -79,7 +79,7 @@ def worker(algorithm: str, batch: int, iters: int, threads: int, device_name: st
         wait_for_device(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    # the slowest process sets the pace: every step ends in the same all-reduce
+    # every step ends in the same all-reduce, so the processes wait for each other: their mean is the pace
     rank, size = distributed.world()
     step_s = distributed.all_reduce_sum([median(times)], device)[0] / size if size > 1 else median(times)
     distributed.shutdown()
@@ -132,8 +132,8 @@ def markdown(result: dict) -> str:
         "## Data-parallel meta-training under torchrun" + (" on GPUs" if gpu else ""),
         "",
         f"Conv-4 (64 channels), Omniglot 5-way 1-shot, {QUERIES} queries per class, global meta-batch "
-        f"{s['batch']} split over the processes; median meta-step of {s['iters']} after 2 warm-up, slowest "
-        f"process; median of {s['repeats']} runs. Speed-up: against one process on "
+        f"{s['batch']} split over the processes; median meta-step of {s['iters']} after 2 warm-up (mean over "
+        f"the processes, which wait for each other); median of {s['repeats']} runs. Speed-up: against one process on "
         + (
             "one GPU."
             if gpu
