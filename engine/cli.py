@@ -12,12 +12,14 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .checkpoint import CheckpointError
 from .config import FIELD_HELP, TEST_TIME_FIELDS, VIEW_KINDS, ConfigError, OneShotMetaLearningConfig
 from .engine import OneShotMetaLearningEngine
@@ -140,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--more-iterations",
         type=ranged(int, 1, 10_000_000),
         help="with --resume: iterations to add to the checkpoint's",
+    )
+    p.add_argument(
+        "--save-every",
+        type=ranged(int, 0, 10**9),
+        default=0,
+        help="also write the checkpoint every N iterations, so a failed run leaves the last good one (0: at the end)",
     )
     _add_output_options(p)
 
@@ -572,7 +580,9 @@ def _resume(
     return engine, source, kwargs, total, changes
 
 
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Meta-train and write the checkpoint. Under torchrun every process trains its share of each
+    meta-batch (``engine.distributed``); only rank 0 shows progress and writes files."""
     changes: list[str] = []
     if args.resume:
         engine, source, kwargs, total, changes = _resume(args)
@@ -609,18 +619,28 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "cli_source": args.source,
         "cli_args": _jsonable(kwargs),
     }
-    progress = _Progress(engine.config.num_meta_iterations, args.quiet, "meta-train")
+    main_process = distributed.is_main_process()
+    progress = _Progress(engine.config.num_meta_iterations, args.quiet or not main_process, "meta-train")
+
+    def on_iteration(record: dict[str, Any]) -> None:
+        progress(record)
+        if main_process and args.save_every and record["done"] % args.save_every == 0:
+            engine.save_sync(args.out)
+
     try:
-        history = engine.meta_train_sync(source, callback=progress)
+        history = engine.meta_train_sync(source, callback=on_iteration)
     finally:
         progress.close()
     engine.set_config(num_meta_iterations=total)
+    if not main_process:
+        return None
     out = engine.save_sync(args.out)
     evaluation = engine.evaluate_sync(source, "test", episodes=50)
     return {
         "command": "train",
         "checkpoint": str(out),
         "resumed": {"from": args.resume, "changed": changes} if args.resume else None,
+        "world_size": distributed.world()[1],
         "config": engine.config.to_dict(),
         "source": engine.source_info,
         "iterations": len(history["iteration"]),
@@ -831,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logger.level
     handler = setup_logging(args.verbose, args.quiet) if hasattr(args, "verbose") else None
     try:
+        if args.command == "train" and distributed.launched_world_size() > 1:
+            return _main_distributed(args)
         result = COMMANDS[args.command](args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -841,4 +863,31 @@ def main(argv: list[str] | None = None) -> int:
             logger.setLevel(level)
     if result is not None:
         _emit(result, args)
+    return 0
+
+
+def _main_distributed(args: argparse.Namespace) -> int:
+    """``train`` as one process of a torchrun group. A failing process says which rank failed and
+    exits non-zero; torchrun then stops the others, and the checkpoint at --out stays the last good one."""
+    import torch.distributed as dist
+
+    try:
+        distributed.init_from_env(args.device or "auto")
+        result = cmd_train(args)
+        if result is not None:
+            _emit(result, args)
+    except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, dist.DistBackendError) or "Connection closed by peer" in str(exc):
+            why = "another process of the run failed (its own message says why)"
+        else:
+            why = str(exc)
+        rank, size = os.environ.get("RANK", "?"), distributed.launched_world_size()
+        print(
+            f"error: rank {rank} of {size}: {why}; the run is stopped, and the checkpoint at {args.out} (if any) "
+            "is the last one written before the failure (--save-every N writes one every N iterations)",
+            file=sys.stderr,
+        )
+        return 2
+    finally:
+        distributed.shutdown()
     return 0

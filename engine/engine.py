@@ -207,7 +207,8 @@ class OneShotMetaLearningEngine:
         """Meta-train on a task source (or a list of tasks). Continues an existing history.
 
         ``callback(record)`` runs after every iteration; ``stop`` is a threading.Event or a
-        callable returning True to stop after the current iteration.
+        callable returning True to stop after the current iteration. Under an initialised process
+        group every process calls this alike and they train data-parallel (``engine.training.meta_train``).
         """
         source = self._as_source(source_tasks)
         self.task_source = source
@@ -216,6 +217,8 @@ class OneShotMetaLearningEngine:
         else:
             self._adopt_names(source)
         learner = self._require()
+        # The history grows in place, so a callback may save a checkpoint in the middle of a run.
+        self.history = self.history or TrainingHistory(learner.metric_name())
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
         self.history = meta_train(

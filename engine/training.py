@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .algorithms.base import CausalMetaLearner
 from .config import OneShotMetaLearningConfig
 from .tasks.base import Episode, TaskSource
@@ -76,30 +77,48 @@ def meta_step(
 ) -> tuple[float, float, bool]:
     """One meta-gradient step over a meta-batch. Returns (loss, metric, finite).
 
-    A non-finite loss or gradient skips the step, so the weights stay the last good ones.
+    Under a process group of N processes ``episodes`` is the whole meta-batch (the same on every
+    process); each adapts to its share and the summed meta-gradients are all-reduced, so every
+    process steps with the one-process mean gradient. A non-finite loss or gradient (on any
+    process: the sums carry it to all) skips the step, so the weights stay the last good ones.
     """
     optimizer.zero_grad(set_to_none=True)
     n = len(episodes)
-    batched = learner.batched_objective(episodes)
-    if batched is not None:
-        mean_loss, metrics = batched
-        mean_loss.backward()
-        total = float(mean_loss.detach()) * n
-    else:
-        total, metrics = 0.0, []
-        for ep in episodes:
-            loss, metric = learner.episode_objective(ep)
-            (loss / n).backward()  # per-task backward frees each task's graph early
-            total += float(loss.detach())
-            metrics.append(metric)
-    params = [p for p in learner.parameters() if p.grad is not None]
+    rank, size = distributed.world()
+    device = next(learner.parameters()).device
+    local = [ep.to(device) for ep in distributed.shard(episodes, rank, size)]
+    total, metric_sum = _backward_share(learner, local, n)
+    params = list(learner.parameters())
+    if size > 1:
+        distributed.all_reduce_gradients(params)
+        total, metric_sum = distributed.all_reduce_sum([total, metric_sum], device)
+    params = [p for p in params if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     finite = math.isfinite(total) and bool(torch.isfinite(norm))
     if finite:
         optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=True)
-    return total / n, float(np.mean(metrics)), finite
+    return total / n, metric_sum / n, finite
+
+
+def _backward_share(learner: CausalMetaLearner, episodes: list[Episode], n: int) -> tuple[float, float]:
+    """Backpropagate this share's part of the meta-batch mean (its losses' sum / n, n the whole
+    batch's size). Returns the share's summed loss and summed metric."""
+    if not episodes:
+        return 0.0, 0.0
+    batched = learner.batched_objective(episodes)
+    if batched is not None:
+        mean_loss, metrics = batched
+        (mean_loss * (len(episodes) / n)).backward()
+        return float(mean_loss.detach()) * len(episodes), float(np.sum(metrics))
+    total, metrics = 0.0, []
+    for ep in episodes:
+        loss, metric = learner.episode_objective(ep)
+        (loss / n).backward()  # per-task backward frees each task's graph early
+        total += float(loss.detach())
+        metrics.append(metric)
+    return total, float(np.sum(metrics))
 
 
 def ci95_half_width(values: Any) -> float:
@@ -135,20 +154,22 @@ def meta_train(
 
     ``callback`` gets one record per iteration: iteration, total, train_loss, train_metric,
     val_loss / val_metric (None between evaluations), elapsed and eta seconds.
+
+    Under an initialised process group (torchrun) every process calls this with the same
+    arguments: the processes start from rank 0's weights, share each meta-batch and the
+    validation episodes, and all see the same records (curves reduced over processes), so the
+    run reproduces a one-process run with the same seed and ``meta_batch_size``.
     """
     history = history or TrainingHistory(learner.metric_name())
+    rank, size = distributed.world()
+    if size > 1:
+        distributed.broadcast_module(learner)
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=config.outer_lr)
     start_iter = history.iteration[-1] + 1 if history.iteration else 0
-    val_episodes = [
-        ep.to(device)
-        for ep in source.episodes(
-            "val",
-            config.val_episodes,
-            config.support_shots,
-            config.query_shots,
-            config.seed + 1,
-        )
-    ]
+    val_episodes = source.episodes(
+        "val", config.val_episodes, config.support_shots, config.query_shots, config.seed + 1
+    )
+    val_share = [ep.to(device) for ep in distributed.shard(val_episodes, rank, size)]
     total = config.num_meta_iterations
     t0 = time.perf_counter()
     offset = history.elapsed[-1] if history.elapsed else 0.0
@@ -161,14 +182,17 @@ def meta_train(
     )
     learner.train()
     for i in range(total):
-        if should_stop(stop):
+        stopping = should_stop(stop)
+        if size > 1:  # a stop asked of one process stops them all at the same iteration
+            stopping = distributed.any_process(stopping, torch.device(device))
+        if stopping:
             history.stopped_early = True
             history.message = f"stopped by request after {i} of {total} iterations"
             break
         it = start_iter + i
         # One generator per iteration: a resumed run draws the same tasks as an uninterrupted one.
         rng = np.random.default_rng([config.seed, it])
-        episodes = [ep.to(device) for ep in sample_meta_batch(source, config, rng)]
+        episodes = sample_meta_batch(source, config, rng)  # the whole batch: every process draws the same
         loss, metric, finite = meta_step(learner, optimizer, episodes, config.grad_clip)
         if not finite:
             history.stopped_early = True
@@ -195,22 +219,19 @@ def meta_train(
             "eta": elapsed / (i + 1) * (total - i - 1),
         }
         if i % config.eval_interval == 0 or i == total - 1:
-            val = evaluate(learner, val_episodes)
+            val_loss, val_metric = _validate(learner, val_share, len(val_episodes))
             history.val_iteration.append(it)
-            history.val_loss.append(val["loss"])
-            history.val_metric.append(val[history.metric_name])
-            record["val_loss"], record["val_metric"] = (
-                val["loss"],
-                val[history.metric_name],
-            )
+            history.val_loss.append(val_loss)
+            history.val_metric.append(val_metric)
+            record["val_loss"], record["val_metric"] = val_loss, val_metric
             log.info(
                 "iteration %d/%d: train loss %.4g, validation loss %.4g, %s %.4g",
                 i + 1,
                 total,
                 loss,
-                val["loss"],
+                val_loss,
                 history.metric_name,
-                val[history.metric_name],
+                val_metric,
             )
         else:
             log.debug("iteration %d/%d: train loss %.4g", i + 1, total, loss)
@@ -219,3 +240,13 @@ def meta_train(
     learner.eval()
     log.info("meta-training done: %s", history.message or f"{len(history.iteration)} iterations in total")
     return history
+
+
+def _validate(learner: CausalMetaLearner, share: list[Episode], n: int) -> tuple[float, float]:
+    """Mean validation loss and metric over all ``n`` episodes; this process scores its share."""
+    name = learner.metric_name()
+    rows = [learner.evaluate_episode(ep) for ep in share]
+    sums = [sum(r["loss"] for r in rows), sum(r[name] for r in rows)]
+    if distributed.world()[1] > 1:
+        sums = distributed.all_reduce_sum(sums, next(learner.parameters()).device)
+    return sums[0] / n, sums[1] / n

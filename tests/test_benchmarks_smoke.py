@@ -310,3 +310,35 @@ def test_evolve_quality_smoke():
     )
     row = result["rows"][0]
     assert row["test"]["default"]["mse"] > 0 and row["test"]["evolved"]["mse"] > 0
+
+
+def test_distributed_training_smoke():
+    import argparse
+
+    from benchmarks import distributed_training
+
+    args = argparse.Namespace(batch=2, iters=1, device="cpu")
+    row = distributed_training._point(args, "PROTOTYPICAL_CAUSAL", 2, 1)  # a real 2-process torchrun
+    assert row["processes"] == 2 and row["batch"] == 2 and row["tasks_per_s"] > 0
+
+
+def test_distributed_training_markdown_speed_up_is_against_one_process_on_one_thread():
+    from benchmarks import distributed_training
+    from benchmarks.common import machine
+
+    def row(processes: int, threads: int, tasks_per_s: float) -> dict:
+        return {
+            "learner": "MAML_CAUSAL",
+            "steps": 1,
+            "processes": processes,
+            "threads_per_process": threads,
+            "tasks_per_s": tasks_per_s,
+            "ms_per_iteration": 8000 / tasks_per_s,
+        }
+
+    rows = [row(1, 1, 10.0), row(1, 2, 15.0), row(2, 1, 18.0)]
+    settings = {"iters": 1, "batch": 8, "nprocs": "1,2", "cores": 2, "repeats": 1, "device": "cpu"}
+    result = {"rows": rows, "settings": settings, "machine": machine(), "command": "smoke", "load_average": "1-1"}
+    text = distributed_training.markdown(result)
+    assert "| 2nd-order MAML, 1 step | 2 | 1 | 18.0 | 444 | 1.80x |" in text
+    assert "| 2nd-order MAML, 1 step | 1 | 2 | 15.0 | 533 | 1.50x |" in text
