@@ -102,7 +102,9 @@ def _point(args: argparse.Namespace, algorithm: str, nprocs: int, threads: int) 
     cmd += ["-m", "benchmarks.distributed_training", "--worker", algorithm, "--batch", str(args.batch)]
     cmd += ["--iters", str(args.iters), "--threads", str(threads), "--device", args.device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"torchrun ({nprocs} processes, {algorithm}) failed:\n{out.stderr[-3000:]}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps(row), flush=True)
     return row

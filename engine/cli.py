@@ -871,9 +871,11 @@ def _main_distributed(args: argparse.Namespace) -> int:
     exits non-zero; torchrun then stops the others, and the checkpoint at --out stays the last good one."""
     import torch.distributed as dist
 
+    clean = False
     try:
         distributed.init_from_env(args.device or "auto")
         result = cmd_train(args)
+        clean = True
         if result is not None:
             _emit(result, args)
     except (ConfigError, TaskError, CheckpointError, ValueError, RuntimeError) as exc:
@@ -889,5 +891,5 @@ def _main_distributed(args: argparse.Namespace) -> int:
         )
         return 2
     finally:
-        distributed.shutdown()
+        distributed.shutdown(wait_for_others=clean)
     return 0

@@ -55,8 +55,14 @@ def init_from_env(device: str) -> bool:
     return True
 
 
-def shutdown() -> None:
+def shutdown(wait_for_others: bool = True) -> None:
+    """Leave the process group. After a clean run every process first waits for the others: a
+    gloo process that tears down its connections while a peer still uses them aborts the peer
+    ("terminate called without an active exception"). After a failure nobody waits (the others
+    may never arrive)."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -118,7 +118,9 @@ TRAIN += ["--val-episodes", "4", "--eval-interval", "3", "--quiet"]
 
 
 def _torchrun(args: list[str], script: list[str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *(script or ["-m", "engine"])]
+    # --standalone: a free local port for the rendezvous, so runs beside other torchrun jobs do not collide
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += script or ["-m", "engine"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
 
