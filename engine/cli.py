@@ -733,6 +733,7 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
+    from .discovery import invariance_fallback_note
     from .mechanism_graph import render_graph_html
 
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
@@ -760,7 +761,9 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         "mechanisms": [r.to_dict() for r in records],
         "report": engine.discovery_report,
         "priors": engine.causal_priors,
-        "message": f"{len(records)} mechanisms kept",
+        "message": " ".join(
+            filter(None, [f"{len(records)} mechanisms kept.", invariance_fallback_note(engine.discovery_report)])
+        ),
     }
 
 

@@ -132,3 +132,14 @@ def test_bad_inputs_are_clear_errors(tmp_path, case, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_invariance_fallback_is_said_in_words():
+    from engine.discovery import invariance_fallback_note
+
+    assert invariance_fallback_note({"invariance": {"fallback": False}}) is None
+    assert invariance_fallback_note(None) is None
+    note = invariance_fallback_note(
+        {"invariance": {"fallback": True, "method": "parents of the output", "causal_features": ["x2"]}}
+    )
+    assert "rejected every feature set" in note and "parents of the output" in note and "x2" in note
