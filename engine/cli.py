@@ -217,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evolve_options(p)
     _add_output_options(p)
 
+    p = sub.add_parser("graph", help="learn a causal graph from a CSV of regimes, scored against PC, GES, GIES")
+    p.add_argument("--path", required=True, help="CSV: one column per measured variable plus the task column")
+    p.add_argument("--task-column", required=True, help="the column naming each row's regime")
+    p.add_argument("--observational", help="the regime without intervention (if any)")
+    p.add_argument("--targets", help='JSON file mapping regimes to the variables they act on: {"regime": ["x3"]}')
+    p.add_argument("--truth", help="two-column cause,effect CSV: score ours and every baseline against it")
+    p.add_argument("--no-baselines", action="store_true", help="skip PC, GES and GIES")
+    p.add_argument(
+        "--min-partial", type=ranged(float, 1e-3, 0.99), default=0.15, help="least |partial correlation| kept"
+    )
+    p.add_argument(
+        "--max-condition", type=ranged(int, 0, 6), default=2, help="largest conditioning set of the skeleton"
+    )
+    _add_output_options(p)
+
     p = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (see BENCHMARKS.md)")
     p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
@@ -718,6 +733,7 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
+    from .discovery import invariance_fallback_note
     from .mechanism_graph import render_graph_html
 
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
@@ -745,7 +761,9 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         "mechanisms": [r.to_dict() for r in records],
         "report": engine.discovery_report,
         "priors": engine.causal_priors,
-        "message": f"{len(records)} mechanisms kept",
+        "message": " ".join(
+            filter(None, [f"{len(records)} mechanisms kept.", invariance_fallback_note(engine.discovery_report)])
+        ),
     }
 
 
@@ -831,12 +849,35 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def cmd_graph(args: argparse.Namespace) -> dict[str, Any]:
+    from .graph_learning import learn_graph
+
+    result = learn_graph(
+        args.path,
+        task_column=args.task_column,
+        observational=args.observational,
+        targets=args.targets,
+        truth=args.truth,
+        baselines=not args.no_baselines,
+        min_partial=args.min_partial,
+        max_condition=args.max_condition,
+    )
+    parts = [f"{len(result['edges'])} directed and {len(result['undirected'])} undirected edges"]
+    parts += [f"SHD {name}={score['shd']}" for name, score in result.get("scores", {}).items()]
+    parts += [
+        f"{name} not run: {run['skipped']}" for name, run in result.get("baselines", {}).items() if run.get("skipped")
+    ]
+    result["message"] = "; ".join(parts)
+    return result
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "adapt": cmd_adapt,
     "discover": cmd_discover,
     "evolve": cmd_evolve,
+    "graph": cmd_graph,
     "bench": cmd_bench,
 }
 

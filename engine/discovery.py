@@ -129,6 +129,19 @@ class _Effects:
         self.by_key.setdefault(key, []).append(value)
 
 
+def invariance_fallback_note(report: dict[str, Any] | None) -> str | None:
+    """A sentence saying that the invariance test rejected every feature set and what was used
+    instead, or None when it did not (or did not run)."""
+    inv = (report or {}).get("invariance") or {}
+    if not inv.get("fallback"):
+        return None
+    return (
+        "The invariance test rejected every feature set (no set of features predicts the output the same way "
+        f"in every task); used instead: {inv.get('method', 'the sets with the highest p-value')}, giving "
+        f"{inv.get('causal_features') or 'no features'}."
+    )
+
+
 def _random_params(model: CausalMetaModel, seed: int, device: torch.device) -> Params:
     """A freshly initialised model of the same shape (the PRIOR_TRANSFER intervention)."""
     with torch.random.fork_rng(devices=[]):

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from engine.discovery import invariance_fallback_note
 from engine.mechanism_graph import graph_to_graphml, graph_to_json, render_graph_html
 from ui import components, session
 from ui.discovery import effectiveness_text, filter_mechanisms, mechanisms_frame, score_discovery
@@ -93,6 +94,9 @@ if report:
         f"(threshold {report['threshold']}), {report['elapsed_s']:.1f} s."
         + (" Stopped early." if report["stopped_early"] else "")
     )
+    fallback_note = invariance_fallback_note(report)
+    if fallback_note:
+        st.warning(fallback_note)
 used = st.session_state.get("disc_tasks_used") or []
 if mechanisms and used:
     try:
