@@ -10,15 +10,17 @@ from tests.conftest import ROOT
 TRAIN = ["--num-meta-iterations", "4", "--meta-batch-size", "2", "--val-episodes", "2", "--quiet"]
 
 
-def test_help_for_every_subcommand():
-    for cmd in ("train", "evaluate", "adapt", "bench"):
-        out = subprocess.run(
-            [sys.executable, "-m", "engine", cmd, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
-        assert out.returncode == 0 and "usage: python -m engine" in out.stdout
+def test_help_for_every_subcommand(capsys):
+    from engine.cli import COMMANDS
+
+    assert {"train", "evaluate", "adapt", "discover", "evolve", "graph", "bench"} <= set(COMMANDS)
+    for cmd in COMMANDS:
+        assert main([cmd, "--help"]) == 0, cmd
+        assert "usage: " in capsys.readouterr().out
     out = subprocess.run(
         [sys.executable, "-m", "engine", "train", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
+    assert out.returncode == 0 and "usage: python -m engine" in out.stdout
     assert "--causal-weight" in out.stdout and "--no-enable-causal-priors" in out.stdout
 
 
