@@ -35,7 +35,7 @@ def _widget(spec: FieldSpec, values: dict[str, Any], disabled: bool = False, not
     key = f"cfg_{spec.name}"
     if key not in st.session_state:
         st.session_state[key] = values.get(spec.name, spec.default)
-    label = spec.name
+    label = spec.label
     help_text = spec.help + (f" {note}" if note else "")
     if spec.kind == "bool":
         return st.checkbox(label, key=key, help=help_text, disabled=disabled)
@@ -43,41 +43,40 @@ def _widget(spec: FieldSpec, values: dict[str, Any], disabled: bool = False, not
         if st.session_state[key] not in spec.options:
             st.session_state[key] = spec.options[0]
         return st.selectbox(label, spec.options, key=key, help=help_text, disabled=disabled)
+    if spec.kind not in ("int", "float"):
+        return st.text_input(label, key=key, help=help_text, disabled=disabled)
+    # No min/max on the widget: the browser would only redden an out-of-range entry and keep the
+    # previous value, so Start would train with it. The config's validation refuses it instead.
     if spec.kind == "int":
         st.session_state[key] = int(st.session_state[key])
-        return st.number_input(
-            label,
-            min_value=None if spec.low is None else int(spec.low),
-            max_value=None if spec.high is None else int(spec.high),
-            step=1,
-            key=key,
-            help=help_text,
-            disabled=disabled,
-        )
-    if spec.kind == "float":
+        value = st.number_input(label, step=1, key=key, help=help_text, disabled=disabled)
+    else:
         st.session_state[key] = float(st.session_state[key])
-        return st.number_input(
-            label,
-            min_value=None if spec.low is None else float(spec.low),
-            max_value=None if spec.high is None else float(spec.high),
-            step=float(spec.step),
-            format=spec.format,
-            key=key,
-            help=help_text,
-            disabled=disabled,
+        value = st.number_input(
+            label, step=float(spec.step), format=spec.format, key=key, help=help_text, disabled=disabled
         )
-    return st.text_input(label, key=key, help=help_text, disabled=disabled)
+    if spec.range_text and not spec.low <= value <= spec.high:
+        st.error(f"{value:g} is out of range: {spec.label} must be {spec.range_text}.")
+    return value
 
 
 def apply_values(values: dict[str, Any]) -> None:
-    """Put config values into the session and into the config widgets (use in a callback)."""
+    """Put config values into the session and, on the config form's next draw, into its widgets.
+
+    The widgets take them when the form is drawn: a value set while the form is not on the page
+    would not reach the browser, which would keep showing (and send back) the widget's old value."""
     session.config_values().update(values)
-    for name, v in values.items():
+    st.session_state.setdefault("cfg_pending", {}).update(values)
+
+
+def _apply_pending() -> None:
+    for name, v in st.session_state.pop("cfg_pending", {}).items():
         st.session_state[f"cfg_{name}"] = v
 
 
 def config_form(src: Any, disabled: bool = False) -> dict[str, Any]:
     """Every config field with its help text and range; returns the current values."""
+    _apply_pending()
     specs = config_specs()
     values = session.config_values()
     values["algorithm"] = _widget(specs["algorithm"], values, disabled)

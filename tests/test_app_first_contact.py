@@ -1,0 +1,64 @@
+"""AppTest regressions for the bugs a new user met on first contact (issue 21, item 6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
+    _restore_torch_threads,
+    _st_navigation_only,
+    button,
+    new_app,
+    ok,
+    texts,
+)
+
+
+def test_omniglot_chosen_after_meta_train_was_opened_selects_the_prototypical_learner():
+    at = new_app("pages/train.py")
+    assert at.selectbox(key="cfg_algorithm").value == "MAML_CAUSAL"
+    at.switch_page("pages/tasks.py")
+    at.run()
+    at.radio(key="tasks_kind").set_value("images")
+    at.run()
+    button(at, "Use this task source").click()
+    at.run()
+    ok(at)
+    at.switch_page("pages/train.py")
+    at.run()
+    ok(at)
+    box = at.selectbox(key="cfg_algorithm")
+    assert box.value == "PROTOTYPICAL_CAUSAL"
+    # The browser shows (and sends back) its own old value unless the server marks the value as set.
+    assert box.proto.set_value
+    assert at.number_input(key="cfg_num_meta_iterations").proto.set_value
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("num_meta_iterations", 999_999_999_999, "0 to 1e+06"),
+        ("num_meta_iterations", -3, "0 to 1e+06"),
+        ("outer_lr", 1e30, "1e-07 to 1"),
+    ],
+)
+def test_out_of_range_setting_shows_its_range_and_start_refuses(field, value, words):
+    at = new_app("pages/train.py")
+    at.number_input(key=f"cfg_{field}").set_value(value)
+    at.run()
+    ok(at)
+    assert words in texts(at.error)
+    assert button(at, "Start").disabled
+    at.number_input(key=f"cfg_{field}").set_value(100 if field == "num_meta_iterations" else 0.003)
+    at.run()
+    assert not at.error and not button(at, "Start").disabled
+
+
+def test_settings_are_labelled_in_words_with_the_field_name_in_the_help():
+    at = new_app("pages/train.py")
+    box = at.selectbox(key="cfg_algorithm")
+    assert box.label == "Learner" and "`algorithm`" in box.help
+    it = at.number_input(key="cfg_num_meta_iterations")
+    assert it.label == "Meta-training iterations" and "`num_meta_iterations`" in it.help
+    labels = [w.label for w in list(at.number_input) + list(at.checkbox) + list(at.selectbox)]
+    assert not [x for x in labels if "_" in x], labels
