@@ -362,6 +362,9 @@ def test_adapt_images_held_out_and_own_uploads():
     ok(at)
     res = at.session_state["img_result"]
     assert not res["labelled"] and res["class_names"] == ["class0", "class1", "class2"] and len(res["predicted"]) == 1
+    # no labels for the pictures to label: no accuracy (it would be the support pictures' own)
+    assert not [m.label for m in at.metric if m.label.startswith("query")]
+    assert "no accuracy can be measured" in texts(at.caption)
     # a broken picture is a message
     at.file_uploader(key="own_query").set_value([("broken.png", b"nope", "image/png")])
     at.run()
@@ -569,7 +572,9 @@ def test_interventions_hierarchical_levels(sine_engine):
     ok(at)
     rows = at.session_state["iv_hier_data"]["res"]["levels"]
     assert [r["level"] for r in rows] == ["feature", "structure", "optimization"]
-    assert [m.label for m in at.metric].count("query loss") == 3
+    labels = [m.label for m in at.metric]
+    assert labels.count("query MSE") == 3  # regression: the loss is the MSE, shown once per level
+    assert "query loss" not in labels and "mse" not in labels
 
 
 def _picture(i: int) -> bytes:

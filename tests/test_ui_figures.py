@@ -28,15 +28,25 @@ def _by_name(fig, name):
 
 
 def test_training_figure_has_train_val_and_smoothed_curves():
-    fig = figures.training_figure(_history(), title="run")
+    fig = figures.training_figure(_history(metric="accuracy"), title="run")
     assert isinstance(fig, go.Figure)
     train = _by_name(fig, "train")
     assert len(train) == 2 and len(train[0].x) == 50  # loss and metric panels
+    assert list(train[0].y) != list(train[1].y)
     assert len(_by_name(fig, "validation")) == 2 and list(_by_name(fig, "validation")[0].x) == [0, 10, 20, 30, 40]
     smooth = _by_name(fig, f"train, mean of {figures.SMOOTH_WINDOW}")
     assert len(smooth) == 2 and len(smooth[0].y) == 50
     assert fig.layout.title.text == "run"
-    assert fig.layout.annotations[1].text == "MSE"
+    assert [a.text for a in fig.layout.annotations] == ["loss", "accuracy"]
+
+
+def test_training_figure_for_regression_draws_the_mse_once():
+    hist = _history()
+    fig = figures.training_figure(hist)
+    assert [a.text for a in fig.layout.annotations] == ["MSE"]
+    train, val = _by_name(fig, "train"), _by_name(fig, "validation")
+    assert len(train) == 1 and list(train[0].y) == list(hist["train_metric"])
+    assert len(val) == 1 and list(val[0].y) == list(hist["val_metric"])
 
 
 def test_training_figure_accuracy_axis_and_thinning():

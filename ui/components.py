@@ -197,15 +197,18 @@ def require_engine(src: Any) -> bool:
     return True
 
 
-def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -> None:
-    """Adaptation time, query quality, the per-step trace and the explanation."""
+def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True, scored: bool = True) -> None:
+    """Adaptation time, query quality, the per-step trace and the explanation.
+
+    ``scored=False``: the queries have no labels, so no query quality is shown."""
     q = result["adaptation_quality"]
     metric = "accuracy" if "accuracy" in q else "mse"
     c = st.columns(4)
     c[0].metric("adaptation time", f"{1000 * result['adaptation_time']:.1f} ms")
     c[1].metric("prediction time", f"{1000 * result['prediction_time']:.1f} ms")
-    c[2].metric(f"query {metric}", f"{q[metric]:.1%}" if metric == "accuracy" else f"{q[metric]:.3g}")
-    c[3].metric("query examples", f"{q['num_query']}")
+    if scored:
+        c[2].metric(f"query {metric}", f"{q[metric]:.1%}" if metric == "accuracy" else f"{q[metric]:.3g}")
+        c[3].metric("query examples", f"{q['num_query']}")
     exp = result.get("explanation") or {}
     if exp.get("text"):
         st.markdown(f"**Explanation.** {md_escape(exp['text'])}")  # it names features

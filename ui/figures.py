@@ -67,22 +67,22 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
     """Train and validation loss (left) and metric (right) against meta-iteration.
 
     ``history``: a TrainingHistory dict (``iteration``, ``train_loss``, ``train_metric``,
-    ``val_iteration``, ``val_loss``, ``val_metric``, ``metric_name``).
+    ``val_iteration``, ``val_loss``, ``val_metric``, ``metric_name``). For regression the loss is
+    the MSE, so one panel (the MSE) is drawn instead of the same curve twice.
     """
     metric = metric_label(history.get("metric_name"))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", metric), horizontal_spacing=0.12)
-    it, tl, tm = _thin(history.get("iteration", []), history.get("train_loss", []), history.get("train_metric", []))
-    vit, vl, vm = _thin(history.get("val_iteration", []), history.get("val_loss", []), history.get("val_metric", []))
+    one_panel = history.get("metric_name") == "mse"
+    panels = [("metric", metric)] if one_panel else [("loss", "loss"), ("metric", metric)]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12)
     thin = {"color": "rgba(31,119,180,0.35)", "width": 1}
-    fig.add_trace(go.Scatter(x=it, y=tl, name="train", mode="lines", line=thin, legendgroup="t"), 1, 1)
-    fig.add_trace(
-        go.Scatter(x=vit, y=vl, name="validation", mode="lines+markers", line={"color": VAL}, legendgroup="v"), 1, 1
-    )
-    fig.add_trace(
-        go.Scatter(x=it, y=tm, name="train", mode="lines", line=thin, legendgroup="t", showlegend=False), 1, 2
-    )
-    for col, raw in ((1, history.get("train_loss", [])), (2, history.get("train_metric", []))):
-        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(raw))
+    for col, (part, _) in enumerate(panels, start=1):
+        first = col == 1
+        it, tr = _thin(history.get("iteration", []), history.get(f"train_{part}", []))
+        vit, va = _thin(history.get("val_iteration", []), history.get(f"val_{part}", []))
+        fig.add_trace(
+            go.Scatter(x=it, y=tr, name="train", mode="lines", line=thin, legendgroup="t", showlegend=first), 1, col
+        )
+        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(history.get(f"train_{part}", [])))
         fig.add_trace(
             go.Scatter(
                 x=sm_x,
@@ -91,24 +91,24 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
                 mode="lines",
                 line={"color": TRAIN, "width": 2.5},
                 legendgroup="s",
-                showlegend=col == 1,
+                showlegend=first,
             ),
             1,
             col,
         )
-    fig.add_trace(
-        go.Scatter(
-            x=vit,
-            y=vm,
-            name="validation",
-            mode="lines+markers",
-            line={"color": VAL},
-            legendgroup="v",
-            showlegend=False,
-        ),
-        1,
-        2,
-    )
+        fig.add_trace(
+            go.Scatter(
+                x=vit,
+                y=va,
+                name="validation",
+                mode="lines+markers",
+                line={"color": VAL},
+                legendgroup="v",
+                showlegend=first,
+            ),
+            1,
+            col,
+        )
     fig.update_xaxes(title_text="meta-iteration")
     if history.get("metric_name") == "accuracy":
         fig.update_yaxes(range=[0, 1.02], row=1, col=2)

@@ -1,4 +1,4 @@
-"""Episodes and predictions as tables, and the editable support table of a vector task
+"""Episodes, predictions and mechanism effects as tables, and the editable support table of a vector task
 (tabular or SCM source) read back into model inputs."""
 
 from __future__ import annotations
@@ -143,3 +143,20 @@ def rows_to_support(source: TaskSource, rows: pd.DataFrame) -> tuple[np.ndarray,
     if csv:
         y = (y - source.target_mean) / source.target_std
     return x.astype(np.float32), y.reshape(-1, 1).astype(np.float32)
+
+
+def effects_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per mechanism: its effect on the query loss when switched off alone.
+
+    For regression the query loss is the MSE, so the metric's change would repeat the effect."""
+    out = []
+    for r in rows:
+        row = {
+            "mechanism": r["mechanism"],
+            "effect on query loss": round(r["effect"], 4),
+            "query loss when off": round(r["loss_off"], 4),
+        }
+        if r["metric"] != "mse":
+            row[f"change in {r['metric']}"] = round(r["metric_change"], 4)
+        out.append(row)
+    return out
