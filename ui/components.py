@@ -17,7 +17,7 @@ from .config_form import FieldSpec, config_specs, sections
 from .episodes import sinusoid_grid
 from .fit import engine_fit_problem
 from .images import to_display
-from .jobs import history_from_records, progress_of
+from .jobs import history_from_records, worker_progress
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED
 
@@ -121,7 +121,7 @@ def _training_fragment(key: str, title: str | None) -> None:
     if base:
         hist = merge_histories(base, hist)
     if snap["running"]:
-        frac, text = progress_of(latest)
+        frac, text = worker_progress(w)
         c1, c2 = st.columns([5, 1])
         c1.progress(frac, text=f"Training {md_escape(text)}")  # the text names the run
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
@@ -169,7 +169,7 @@ def _job_fragment(kind: str, key: str, what: str, live: Any) -> None:
     if session.finalize_jobs():
         st.rerun(scope="app")
     if w.running:
-        frac, text = progress_of(w.latest)
+        frac, text = worker_progress(w)
         c1, c2 = st.columns([5, 1])
         c1.progress(frac, text=f"{what}: {md_escape(text)}")
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):

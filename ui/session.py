@@ -19,7 +19,7 @@ from engine import OneShotMetaLearningEngine
 from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 
 from .config_form import build_config, default_values, preset_values
-from .jobs import progress_of
+from .jobs import worker_progress
 from .sources import source_label
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED, Worker
@@ -244,7 +244,7 @@ def _status_panel() -> None:
     kind = running_job()
     if kind is not None:
         w = worker(kind)
-        frac, text = progress_of(w.latest)
+        frac, text = worker_progress(w)
         st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {md_escape(text)}")
         if st.button("Stop", key="sidebar_stop", width="stretch"):
             w.stop(timeout=1.5)
