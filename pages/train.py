@@ -214,8 +214,11 @@ with left:
         try:
             path = eng.save_sync(session.session_dir() / f"{safe}.zip")
             st.session_state["ck_bytes"] = (f"{safe}.zip", checkpoint_zip_bytes(path))
+            st.session_state["ck_bytes_engine"] = st.session_state.get("engine_version", 0)
         except (OSError, ValueError, RuntimeError) as exc:
             st.error(f"Could not save the checkpoint: {md_escape(exc)}")
+    if st.session_state.get("ck_bytes_engine") != st.session_state.get("engine_version", 0):
+        st.session_state.pop("ck_bytes", None)  # saved from an earlier model: not this one's checkpoint
     if st.session_state.get("ck_bytes"):
         fname, data = st.session_state["ck_bytes"]
         st.download_button(

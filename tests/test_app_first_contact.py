@@ -62,3 +62,25 @@ def test_settings_are_labelled_in_words_with_the_field_name_in_the_help():
     assert it.label == "Meta-training iterations" and "`num_meta_iterations`" in it.help
     labels = [w.label for w in list(at.number_input) + list(at.checkbox) + list(at.selectbox)]
     assert not [x for x in labels if "_" in x], labels
+
+
+def test_download_button_of_an_earlier_models_checkpoint_goes_when_another_model_is_trained():
+    at = new_app("pages/train.py")
+    at.number_input(key="cfg_num_meta_iterations").set_value(2)
+    at.number_input(key="cfg_val_episodes").set_value(1)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    w = at.session_state["workers"]["train"]
+    assert w.join(60) and w.status == "done", w.error
+    at.run()
+    button(at, "Save checkpoint").click()
+    at.run()
+    ok(at)
+    assert [b for b in at.get("download_button")], "the saved checkpoint can be downloaded"
+    button(at, "Start").click()  # a different model
+    at.run()
+    assert w.join(60) and w.status == "done", w.error
+    at.run()
+    ok(at)
+    assert not at.get("download_button") and "ck_bytes" not in at.session_state
