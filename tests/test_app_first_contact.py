@@ -11,6 +11,7 @@ from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     new_app,
     ok,
     texts,
+    wait_records,
 )
 
 
@@ -84,3 +85,44 @@ def test_download_button_of_an_earlier_models_checkpoint_goes_when_another_model
     at.run()
     ok(at)
     assert not at.get("download_button") and "ck_bytes" not in at.session_state
+
+
+def test_start_says_it_replaces_the_trained_model_and_a_stopped_run_does_not_replace_it():
+    at = new_app("pages/train.py")
+    at.number_input(key="cfg_num_meta_iterations").set_value(2)
+    at.number_input(key="cfg_val_episodes").set_value(1)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    w = at.session_state["workers"]["train"]
+    assert w.join(60) and w.status == "done", w.error
+    at.run()
+    trained = at.session_state["engine"]
+    assert trained.is_trained and "replaces the session's trained model" in texts(at.caption)
+    # a long run, stopped early: the session keeps the trained model, and says so
+    at.number_input(key="cfg_num_meta_iterations").set_value(100_000)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    wait_records(w, 2)
+    button(at, "Stop").click()
+    at.run()
+    assert not w.running and w.status == "stopped"
+    at.run()
+    ok(at)
+    assert at.session_state["engine"] is trained
+    assert "so the session keeps its earlier trained model" in texts(at.info)
+    button(at, "Use the stopped run's model").click()
+    at.run()
+    ok(at)
+    assert at.session_state["engine"] is not trained and at.session_state["engine"].history.iteration
+    # a run that finishes replaces it
+    trained = at.session_state["engine"]
+    at.number_input(key="cfg_num_meta_iterations").set_value(2)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    assert w.join(60) and w.status == "done", w.error
+    at.run()
+    ok(at)
+    assert at.session_state["engine"] is not trained and len(at.session_state["engine"].history.iteration) == 2

@@ -194,6 +194,16 @@ def finalize_jobs() -> bool:
 
 
 def _finalize_training(w: Worker) -> None:
+    successor = w.meta.get("successor")
+    if successor is not None:
+        # A new model replaces the session's trained one only when its run finished; an
+        # unfinished one is offered, never swapped in silently.
+        hist = successor.history
+        finished = hist is not None and len(hist.iteration) >= successor.config.num_meta_iterations
+        if w.status == DONE or finished:  # finished: only its plain baseline was stopped
+            set_engine(successor)
+        else:
+            st.session_state["unfinished_engine"] = successor
     result = w.result or {}
     engines = w.meta.get("engines", {})
     for name, eng in engines.items():
