@@ -126,3 +126,22 @@ def test_start_says_it_replaces_the_trained_model_and_a_stopped_run_does_not_rep
     at.run()
     ok(at)
     assert at.session_state["engine"] is not trained and len(at.session_state["engine"].history.iteration) == 2
+
+
+def test_returning_to_causal_direction_keeps_the_inputs_of_the_plot_shown():
+    at = new_app("pages/causal_direction.py")
+    at.number_input(key="cd_episodes").set_value(50)
+    at.number_input(key="cd_runs").set_value(2)
+    at.number_input(key="cd_scm_tasks").set_value(20)
+    button(at, "Run").click()
+    at.run()
+    w = at.session_state["workers"]["direction"]
+    assert w.join(60) and w.status == "done", w.error
+    at.switch_page("pages/home.py")
+    at.run()
+    at.switch_page("pages/causal_direction.py")
+    at.run()
+    ok(at)
+    assert at.get("plotly_chart"), "the earlier run's curves are still shown"
+    assert at.number_input(key="cd_episodes").value == 50 and at.number_input(key="cd_runs").value == 2
+    assert at.number_input(key="cd_scm_tasks").value == 20

@@ -161,6 +161,18 @@ def busy_message() -> str | None:
     return f"The {WORKER_LABELS.get(kind, kind)} is running: stop it or wait for it before using the engine here."
 
 
+def keep_inputs(keys: dict[str, Any]) -> None:
+    """Give the widgets with these keys their last values (else the defaults given) before they are
+    drawn. Streamlit forgets a widget's value when its page is left; without this, a page that shows
+    an earlier result would show other inputs beside it on return."""
+    kept = st.session_state.setdefault("kept_inputs", {})
+    for key, default in keys.items():
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        else:
+            st.session_state[key] = kept.get(key, default)
+
+
 def heartbeat_all() -> None:
     for w in st.session_state.get("workers", {}).values():
         if w.running:
