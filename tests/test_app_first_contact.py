@@ -145,3 +145,15 @@ def test_returning_to_causal_direction_keeps_the_inputs_of_the_plot_shown():
     assert at.get("plotly_chart"), "the earlier run's curves are still shown"
     assert at.number_input(key="cd_episodes").value == 50 and at.number_input(key="cd_runs").value == 2
     assert at.number_input(key="cd_scm_tasks").value == 20
+
+
+def test_tasks_page_offers_a_large_scm_graph_as_a_table_in_causal_order():
+    at = new_app("pages/tasks.py")
+    at.radio(key="tasks_kind").set_value("scm")
+    at.run()
+    at.number_input(key="scm_d").set_value(50)
+    at.run()
+    ok(at)
+    assert "The true graph as a table" in texts(at.markdown)
+    tables = [d.value for d in at.dataframe if "causal order" in d.value.columns]
+    assert len(tables) == 1 and len(tables[0]) == 50

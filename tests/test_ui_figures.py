@@ -149,3 +149,26 @@ def test_belief_figure():
 @pytest.mark.parametrize("name,label", [("mse", "MSE"), ("accuracy", "accuracy"), (None, "metric"), ("f1", "f1")])
 def test_metric_label(name, label):
     assert figures.metric_label(name) == label
+
+
+def test_scm_graph_figure_of_fifty_variables_is_laid_out_by_causal_order_and_not_clipped():
+    from engine.tasks import SCMTaskSource
+
+    truth = SCMTaskSource(num_variables=50).truth_graph()
+    fig = figures.scm_graph_figure(truth)
+    nodes = fig.data[0]
+    adj = np.asarray(truth["adjacency"])
+    assert adj.sum() > 50
+    for i, j in zip(*np.nonzero(adj), strict=True):
+        assert nodes.x[j] > nodes.x[i]  # every edge points right: causal order
+    assert nodes.cliponaxis is False and set(nodes.marker.size) == {18}
+    per_layer = max(list(nodes.x).count(x) for x in set(nodes.x))
+    assert fig.layout.height >= 34 * per_layer
+    lo, hi = fig.layout.xaxis.range
+    assert lo < min(nodes.x) - 0.5 and hi > max(nodes.x) + 0.5
+
+
+def test_causal_layers_ignore_undirected_edges():
+    # 0 -> 1, and 1 - 2 drawn both ways (PC's undirected edge): 2 is not forced after 1
+    adj = [[0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    assert figures.causal_layers(adj) == [0, 1, 0]

@@ -257,8 +257,12 @@ def curves_figure(
     return fig
 
 
-def _layers(adjacency: np.ndarray) -> list[int]:
-    """Longest-path layer of each node of a DAG (roots are layer 0)."""
+def causal_layers(adjacency: Any) -> list[int]:
+    """Longest-path layer of each node of a DAG (roots are layer 0): its causal order.
+
+    An edge drawn both ways (undirected, as PC gives) does not order its two ends."""
+    adjacency = np.asarray(adjacency, dtype=int)
+    adjacency = adjacency * (1 - adjacency.T)
     d = adjacency.shape[0]
     layer = [0] * d
     for _ in range(d):
@@ -276,21 +280,26 @@ def _layers(adjacency: np.ndarray) -> list[int]:
 def scm_graph_figure(
     truth: Mapping[str, Any], intervened: Sequence[str] = (), title: str | None = None, height: int = 380
 ) -> go.Figure:
-    """Draw an SCM's true DAG (``SCMTaskSource.truth_graph()``) in layers, left to right.
+    """Draw an SCM's true DAG (``SCMTaskSource.truth_graph()``) in layers of causal order, left to right.
 
     The target is red, its parents green, its children orange; intervened variables get a
-    thick black ring.
+    thick black ring. Large graphs get smaller nodes and a taller figure; nodes are never clipped.
     """
     adj = np.asarray(truth["adjacency"], dtype=int)
     names = list(truth["variable_names"])
     target = truth.get("target")
     parents, children = set(truth.get("parents", [])), set(truth.get("children", []))
-    layer = _layers(adj)
+    layer = causal_layers(adj)
     pos: dict[int, tuple[float, float]] = {}
+    widest = 1
     for lv in sorted(set(layer)):
         members = [i for i in range(len(names)) if layer[i] == lv]
+        widest = max(widest, len(members))
         for k, i in enumerate(members):
             pos[i] = (float(lv), (len(members) - 1) / 2.0 - k)
+    big = len(names) > 12
+    node = 18 if big else 34
+    height = max(height, 34 * widest + 90) if big else height
     fig = go.Figure()
     for i in range(len(names)):
         for j in range(len(names)):
@@ -308,10 +317,10 @@ def scm_graph_figure(
                     showarrow=True,
                     arrowhead=3,
                     arrowsize=1.3,
-                    arrowwidth=2.5 if into_target else 1.4,
-                    arrowcolor=ADAPTED if into_target else "#888",
-                    standoff=21,
-                    startstandoff=18,
+                    arrowwidth=2.5 if into_target else (0.8 if big else 1.4),
+                    arrowcolor=ADAPTED if into_target else ("#bbb" if big else "#888"),
+                    standoff=node // 2 + 4,
+                    startstandoff=node // 2 + 1,
                 )
     colors, sizes, lines, labels = [], [], [], []
     for n in names:
@@ -327,28 +336,30 @@ def scm_graph_figure(
         else:
             colors.append("#aec7e8")
             labels.append(n)
-        sizes.append(34)
-        lines.append(5 if n in intervened else 1)
+        sizes.append(node)
+        lines.append((3 if big else 5) if n in intervened else 1)
     fig.add_trace(
         go.Scatter(
             x=[pos[i][0] for i in range(len(names))],
             y=[pos[i][1] for i in range(len(names))],
             mode="markers+text",
             text=names,
-            textfont={"color": "white", "size": 13},
+            textposition="middle right" if big else "middle center",
+            textfont={"color": "#222", "size": 9} if big else {"color": "white", "size": 13},
             marker={"size": sizes, "color": colors, "line": {"width": lines, "color": "black"}},
             hovertext=labels,
             hoverinfo="text",
             showlegend=False,
+            cliponaxis=False,  # nodes at the panel's edge are drawn whole
         )
     )
-    fig.update_xaxes(visible=False, range=[-0.5, max(layer) + 0.5])
+    fig.update_xaxes(visible=False, range=[-0.6, max(layer) + (0.9 if big else 0.6)])
     ys = [p[1] for p in pos.values()]
-    fig.update_yaxes(visible=False, range=[min(ys) - 0.7, max(ys) + 0.7])
+    fig.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
     fig.update_layout(
         title=title or "true causal graph",
         height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 25, "r": 25, "t": 50, "b": 15},
         template="plotly_white",
     )
     return fig

@@ -11,6 +11,8 @@ import pandas as pd
 
 from engine.tasks import Episode, TaskError, TaskSource
 
+from .figures import causal_layers
+
 
 def episode_table(
     episode: Episode, feature_names: Sequence[str], class_names: Sequence[str] | None = None, target_name: str = "y"
@@ -160,3 +162,24 @@ def effects_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"change in {r['metric']}"] = round(r["metric_change"], 4)
         out.append(row)
     return out
+
+
+def scm_graph_table(truth: dict[str, Any]) -> pd.DataFrame:
+    """An SCM's true graph as rows in causal order: each variable with its parents and children."""
+    adj = np.asarray(truth["adjacency"], dtype=int)
+    names = list(truth["variable_names"])
+    layer = causal_layers(adj)
+    roles = {truth.get("target"): "target"}
+    roles.update({n: "parent of the target" for n in truth.get("parents", [])})
+    roles.update({n: "child of the target" for n in truth.get("children", [])})
+    rows = [
+        {
+            "variable": n,
+            "causal order": layer[i],
+            "role": roles.get(n, ""),
+            "parents": ", ".join(names[j] for j in np.flatnonzero(adj[:, i])),
+            "children": ", ".join(names[j] for j in np.flatnonzero(adj[i])),
+        }
+        for i, n in enumerate(names)
+    ]
+    return pd.DataFrame(rows).sort_values(["causal order", "variable"], kind="stable").reset_index(drop=True)
