@@ -11,6 +11,7 @@ from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     new_app,
     ok,
     texts,
+    trained_sine_engine,
     wait_records,
 )
 
@@ -157,3 +158,28 @@ def test_tasks_page_offers_a_large_scm_graph_as_a_table_in_causal_order():
     assert "The true graph as a table" in texts(at.markdown)
     tables = [d.value for d in at.dataframe if "causal order" in d.value.columns]
     assert len(tables) == 1 and len(tables[0]) == 50
+
+
+def test_home_demo_shows_one_two_and_five_points_with_the_error_before_and_after():
+    at = new_app(engine=trained_sine_engine(20))
+    ok(at)
+    assert "one point is one equation" in texts(at.markdown)
+    rows = at.session_state["demo_steps"]["rows"]
+    assert [r["count"] for r in rows] == [1, 2, 5]
+    metrics = [m for m in at.metric if m.label == "MSE on the curve"]
+    assert len(metrics) == 3
+    for m, r in zip(metrics, rows, strict=True):
+        assert m.value == f"{r['result']['adaptation_quality']['mse']:.3g}"
+        assert f"from {r['prior_quality']['mse']:.3g}" in m.proto.delta
+
+
+@pytest.mark.slow
+def test_home_demo_measures_the_mean_error_over_100_held_out_tasks():
+    at = new_app(engine=trained_sine_engine(20))
+    button(at, "Measure the error over 100 held-out tasks").click()
+    at.run()
+    ok(at)
+    data = at.session_state["demo_sweep"]["data"]
+    assert data["tasks"] == 100 and data["counts"] == [1, 2, 3, 5, 10]
+    assert "Measured now on this session's model" in texts(at.caption)
+    assert any(c.proto.spec and "held-out tasks" in c.proto.spec for c in at.get("plotly_chart"))

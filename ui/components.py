@@ -12,7 +12,7 @@ from engine import ConfigError
 from engine.tasks import SinusoidTaskSource, TaskError
 
 from . import figures, session
-from .adaptation import adapt_sinusoid, prior_curve
+from .adaptation import adapt_sinusoid, error_by_points, points_steps, prior_curve
 from .config_form import FieldSpec, config_specs, sections
 from .episodes import sinusoid_grid
 from .fit import engine_fit_problem
@@ -337,6 +337,59 @@ def _sinusoid_result(key: str, res: dict[str, Any]) -> None:
     )
     with st.expander("Per-step trace and explanation", expanded=False):
         show_adaptation(r, key=f"{key}_details")
+
+
+ONE_POINT_WHY = (
+    "A sinusoid has two unknowns, amplitude and phase, and one point is one equation, so many curves pass "
+    "through it: the model can only guess the likeliest, and a second point pins both."
+)
+
+
+def points_comparison(key: str, src: SinusoidTaskSource) -> None:
+    """The held-out task from 1, 2 and 5 of its points side by side, error before and after each;
+    then the mean error over 100 held-out tasks against the number of points, measured on request."""
+    eng = session.engine()
+    ss = st.session_state
+    st.markdown(f"**One, two, five points.** {ONE_POINT_WHY}")
+    task = src.tasks("test", 1, seed=int(ss[f"{key}_seed"]))[0]
+    grid = sinusoid_grid(src)
+    ctx = (id(eng), ss.get("engine_version", 0), int(ss[f"{key}_seed"]))
+    steps = ss.get(f"{key}_steps")
+    if steps is None or steps["ctx"] != ctx:
+        steps = {"ctx": ctx, "rows": points_steps(eng, task, grid)}
+        ss[f"{key}_steps"] = steps
+    for col, res in zip(st.columns(len(steps["rows"])), steps["rows"], strict=True):
+        with col:
+            before, after = res["prior_quality"]["mse"], res["result"]["adaptation_quality"]["mse"]
+            fig = figures.sinusoid_figure(
+                res["x"],
+                truth=res["truth"],
+                prior=res["prior"],
+                adapted=res["adapted"],
+                support=res["support"],
+                title=f"{res['count']} point{'s' if res['count'] > 1 else ''}",
+                height=260,
+            )
+            plot(fig, key=f"{key}_steps_{res['count']}")
+            st.metric(
+                "MSE on the curve",
+                f"{after:.3g}",
+                delta=f"{after - before:+.3g} from {before:.3g}",
+                delta_color="inverse",
+            )
+    sweep = ss.get(f"{key}_sweep")
+    if st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
+        with st.spinner("adapting to 100 held-out tasks from 1, 2, 3, 5 and 10 points ..."):
+            sweep = {"ctx": ctx[:2], "data": error_by_points(eng, src, grid)}
+        ss[f"{key}_sweep"] = sweep
+    if sweep is not None and sweep["ctx"] == ctx[:2]:
+        data = sweep["data"]
+        plot(figures.error_by_points_figure(data), key=f"{key}_sweep_fig")
+        after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
+        st.caption(
+            f"Measured now on this session's model: mean MSE before adaptation {data['mse_before']:.2f}; "
+            f"after adapting from n points (n → MSE): {after}."
+        )
 
 
 def _picked_point(event: Any) -> tuple[float, float] | None:

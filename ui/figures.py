@@ -365,6 +365,31 @@ def scm_graph_figure(
     return fig
 
 
+def error_by_points_figure(sweep: Mapping[str, Any], height: int = 300) -> go.Figure:
+    """Mean MSE on the whole curve against the number of points adapted from (``error_by_points``),
+    with 95% intervals; the dashed line is the error before adaptation."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(sweep["counts"]),
+            y=list(sweep["mse_after"]),
+            error_y={"type": "data", "array": list(sweep["mse_after_ci95"])},
+            mode="lines+markers",
+            name="after adaptation",
+            line={"color": ADAPTED},
+        )
+    )
+    fig.add_hline(y=sweep["mse_before"], line_dash="dash", line_color=PRIOR, annotation_text="before adaptation")
+    fig.update_layout(
+        title=f"mean error over {sweep['tasks']} held-out tasks",
+        xaxis_title="points given",
+        yaxis_title="MSE on the whole curve",
+        height=height,
+        **_LAYOUT,
+    )
+    fig.update_xaxes(tickvals=list(sweep["counts"]))
+    return fig
+
+
 def trace_figure(trace: Sequence[float], title: str = "support loss per adaptation step", height: int = 280):
     fig = go.Figure(go.Scatter(x=list(range(len(trace))), y=list(trace), mode="lines+markers", line={"color": ADAPTED}))
     fig.update_layout(title=title, xaxis_title="adaptation step", yaxis_title="support loss", height=height, **_LAYOUT)
