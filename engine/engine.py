@@ -207,7 +207,8 @@ class OneShotMetaLearningEngine:
         """Meta-train on a task source (or a list of tasks). Continues an existing history.
 
         ``callback(record)`` runs after every iteration; ``stop`` is a threading.Event or a
-        callable returning True to stop after the current iteration. Under an initialised process
+        callable returning True to stop, checked between the tasks and inner steps of an iteration too
+        (an interrupted iteration's step is dropped). Under an initialised process
         group every process calls this alike and they train data-parallel (``engine.training.meta_train``).
         """
         source = self._as_source(source_tasks)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
+from .stop import check_stop
+
 Params = dict[str, torch.Tensor]
 # loss_fn(params, x, y) -> scalar loss
 LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,6 +70,7 @@ def inner_loop(
     moving = {n: params[n] for n in names}
     trace: list[float] = []
     for _ in range(steps):
+        check_stop()  # a no-op unless a meta-training step with a stop signal is running
         grads, loss = grad_fn(moving)
         if record:
             trace.append(float(loss.detach()))

@@ -19,11 +19,10 @@ import torch
 from . import distributed
 from .algorithms.base import CausalMetaLearner
 from .config import OneShotMetaLearningConfig
+from .stop import Interrupted, StopSignal, check_stop, should_stop, stop_checks
 from .tasks.base import Episode, TaskSource
 
 log = logging.getLogger(__name__)
-
-StopSignal = Callable[[], bool] | Any  # a callable, or anything with is_set() (threading.Event)
 
 
 @dataclass
@@ -47,14 +46,6 @@ class TrainingHistory:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingHistory:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-def should_stop(stop: StopSignal | None) -> bool:
-    if stop is None:
-        return False
-    if hasattr(stop, "is_set"):
-        return bool(stop.is_set())
-    return bool(stop())
 
 
 def sample_meta_batch(
@@ -114,6 +105,7 @@ def _backward_share(learner: CausalMetaLearner, episodes: list[Episode], n: int)
         return float(mean_loss.detach()) * len(episodes), float(np.sum(metrics))
     total, metrics = 0.0, []
     for ep in episodes:
+        check_stop()
         loss, metric = learner.episode_objective(ep)
         (loss / n).backward()  # per-task backward frees each task's graph early
         total += float(loss.detach())
@@ -193,7 +185,16 @@ def meta_train(
         # One generator per iteration: a resumed run draws the same tasks as an uninterrupted one.
         rng = np.random.default_rng([config.seed, it])
         episodes = sample_meta_batch(source, config, rng)  # the whole batch: every process draws the same
-        loss, metric, finite = meta_step(learner, optimizer, episodes, config.grad_clip)
+        try:
+            # Checked inside the step on one process only: under torchrun every process must reach
+            # the same all-reduces, so there the stop waits for the iteration's end.
+            with stop_checks(stop if size == 1 else None):
+                loss, metric, finite = meta_step(learner, optimizer, episodes, config.grad_clip)
+        except Interrupted:
+            optimizer.zero_grad(set_to_none=True)  # the unfinished step changes no weight
+            history.stopped_early = True
+            history.message = f"stopped by request during iteration {it + 1} of {total}"
+            break
         if not finite:
             history.stopped_early = True
             history.message = (

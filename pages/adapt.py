@@ -139,9 +139,9 @@ elif kind == "images":
     res = ss.get("img_result")
     if res is not None and res.get("mode") == mode:
         st.subheader("Result")
-        components.show_adaptation(res["result"], key="img_res")
+        components.show_adaptation(res["result"], key="img_res", scored=res["labelled"])
         if not res["labelled"]:
-            st.caption("No labels for your pictures: the query score above is on the support pictures themselves.")
+            st.caption("Your pictures to label have no labels, so no accuracy can be measured on them.")
         if res.get("predicted") is not None:
             names = res["class_names"]
             truth = res.get("query_y")

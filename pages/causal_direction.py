@@ -39,10 +39,13 @@ st.markdown(
 )
 w = session.worker("direction")
 busy = session.running_job() is not None
+session.keep_inputs(
+    {"cd_episodes": 1000, "cd_runs": 10, "cd_n": 10, "cd_scm_vars": 6, "cd_scm_tasks": 40, "cd_scm_seed": 0}
+)
 c = st.columns(4)
-episodes = c[0].number_input("episodes", 50, 5000, 1000, step=50, key="cd_episodes")
-runs = c[1].number_input("runs (seeds)", 1, 50, 10, key="cd_runs")
-n_cat = c[2].number_input("categories N", 2, 50, 10, key="cd_n")
+episodes = c[0].number_input("episodes", 50, 5000, step=50, key="cd_episodes")
+runs = c[1].number_input("runs (seeds)", 1, 50, key="cd_runs")
+n_cat = c[2].number_input("categories N", 2, 50, key="cd_n")
 c[3].markdown("&nbsp;")
 if c[3].button("Run", type="primary", disabled=busy, key="cd_run", width="stretch"):
     msg = session.start_job("direction", direction_job(int(episodes), int(runs), int(n_cat)), label="causal direction")
@@ -80,9 +83,9 @@ st.markdown(
     "structural Hamming distance (SHD) to the true graph: lower is better."
 )
 c = st.columns(4)
-n_vars = c[0].number_input("variables", 4, 10, 6, key="cd_scm_vars")
-n_tasks = c[1].number_input("tasks", 5, 200, 40, key="cd_scm_tasks")
-graph_seed = c[2].number_input("graph seed", 0, 10_000, 0, key="cd_scm_seed")
+n_vars = c[0].number_input("variables", 4, 10, key="cd_scm_vars")
+n_tasks = c[1].number_input("tasks", 5, 200, key="cd_scm_tasks")
+graph_seed = c[2].number_input("graph seed", 0, 10_000, key="cd_scm_seed")
 c[3].markdown("&nbsp;")
 if c[3].button("Learn the graph", key="cd_scm_run", width="stretch"):
     scm = session.builtin_source("scm", num_variables=int(n_vars), seed=int(graph_seed))

@@ -75,6 +75,7 @@ if w.running:
 elif demo_ready:
     st.markdown("**2 · Give one point** of a new sinusoid, **3 · watch** the adapted curve.")
     components.sinusoid_point_panel("demo", src)
+    components.points_comparison("demo", src)
 elif eng.is_trained:
     st.info("The session's engine is trained on other tasks. Press step 1 to run the sinusoid demo.")
 

@@ -7,7 +7,7 @@ from engine.tasks import TaskError
 from ui import components, figures, session
 from ui.adaptation import accuracy, masked_outputs, mse
 from ui.episodes import image_episode, make_episode, sample_vector_episode, sinusoid_grid, vector_task_choices
-from ui.tables import support_rows
+from ui.tables import effects_table, support_rows
 from ui.text import md_escape
 
 st.title("Interventions")
@@ -175,19 +175,7 @@ if eff and eff["ctx"] == ctx:
     with left:
         components.plot(figures.effects_figure(eff["rows"]), key="iv_eff_fig")
     with right:
-        st.dataframe(
-            [
-                {
-                    "mechanism": r["mechanism"],
-                    "effect on query loss": round(r["effect"], 4),
-                    "query loss when off": round(r["loss_off"], 4),
-                    f"change in {r['metric']}": round(r["metric_change"], 4),
-                }
-                for r in eff["rows"]
-            ],
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(effects_table(eff["rows"]), hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------------------ hierarchical adaptation
 st.subheader("Hierarchical adaptation levels")
@@ -217,13 +205,15 @@ if hier and hier["ctx"] == ctx:
     for col, row in zip(cols, rows, strict=True):
         with col:
             st.markdown(f"**{row['level']}**")
+            # For regression the query loss is the MSE: one number, not the same one twice.
             st.metric(
-                "query loss",
+                "query MSE" if metric == "mse" else "query loss",
                 f"{row['loss_after']:.3g}",
                 delta=delta(row["loss_after"], row["loss_before"]),
                 delta_color="inverse",
             )
-            st.metric(metric, f"{row[f'{metric}_after']:.3g}")
+            if metric != "mse":
+                st.metric(metric, f"{row[f'{metric}_after']:.3g}")
             if row["skipped"]:
                 st.caption(f"skipped: {row['reason']}")
             elif row.get("note"):

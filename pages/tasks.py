@@ -9,7 +9,7 @@ from ui import components, figures, session
 from ui.config_form import preset_values
 from ui.episodes import image_episode, sample_vector_episode, sinusoid_preview
 from ui.sources import guess_columns, read_csv_upload, source_label, tabular_source
-from ui.tables import episode_table, target_name
+from ui.tables import episode_table, scm_graph_table, target_name
 from ui.text import md_escape
 
 st.title("Tasks")
@@ -221,6 +221,9 @@ if candidate is not None:
                     hide_index=True,
                     width="stretch",
                 )
+                if len(candidate.variable_names) > 12:
+                    st.markdown("**The true graph as a table**, in causal order (roots first)")
+                    st.dataframe(scm_graph_table(candidate.truth_graph()), hide_index=True, width="stretch")
                 with st.expander("structural equations (base SCM)"):
                     for v in candidate.variable_names:
                         m = candidate.mechanism_description(v)

@@ -70,6 +70,13 @@ cont = c[3].button(
     help="Train the session's engine further with its own settings (the curves continue).",
 )
 
+if eng.is_trained and not busy:
+    st.caption(
+        f"Start trains a new model. It replaces the session's trained model ({eng.config.algorithm.name}, "
+        f"{len(eng.history.iteration) if eng.history else 0} iterations) when its run finishes; a run stopped "
+        "before its end leaves that model in place. Save a checkpoint below to keep it."
+    )
+
 if start and config is not None:
     name = run_name.strip() or default_name
     fresh = OneShotMetaLearningEngine(config)
@@ -78,7 +85,10 @@ if start and config is not None:
     except ValueError as exc:
         st.error(md_escape(exc))
     else:
-        session.set_engine(fresh)
+        replaces = eng.is_trained
+        if not replaces:
+            session.set_engine(fresh)
+        st.session_state.pop("unfinished_engine", None)
         engines = {name: fresh}
         baseline = None
         if with_baseline:
@@ -87,7 +97,12 @@ if start and config is not None:
             baseline = (beng, bname)
             engines[bname] = beng
         msg = session.start_job(
-            "train", training_job(fresh, src, name, baseline), label=name, run_name=name, engines=engines
+            "train",
+            training_job(fresh, src, name, baseline),
+            label=name,
+            run_name=name,
+            engines=engines,
+            successor=fresh if replaces else None,
         )
         if msg:
             st.warning(msg)
@@ -110,6 +125,17 @@ if cont:
     st.rerun()
 
 components.training_status("train")
+unfinished = st.session_state.get("unfinished_engine")
+if unfinished is not None and not busy:
+    done = len(unfinished.history.iteration) if unfinished.history else 0
+    c = st.columns([3, 1])
+    c[0].info(
+        f"The last run stopped after {done} of {unfinished.config.num_meta_iterations} iterations, so the session "
+        "keeps its earlier trained model."
+    )
+    if c[1].button("Use the stopped run's model", key="use_unfinished", disabled=not done):
+        session.set_engine(st.session_state.pop("unfinished_engine"))
+        st.rerun()
 
 # ------------------------------------------------------------------------------ evolve settings
 st.subheader("Evolve settings")
@@ -214,8 +240,11 @@ with left:
         try:
             path = eng.save_sync(session.session_dir() / f"{safe}.zip")
             st.session_state["ck_bytes"] = (f"{safe}.zip", checkpoint_zip_bytes(path))
+            st.session_state["ck_bytes_engine"] = st.session_state.get("engine_version", 0)
         except (OSError, ValueError, RuntimeError) as exc:
             st.error(f"Could not save the checkpoint: {md_escape(exc)}")
+    if st.session_state.get("ck_bytes_engine") != st.session_state.get("engine_version", 0):
+        st.session_state.pop("ck_bytes", None)  # saved from an earlier model: not this one's checkpoint
     if st.session_state.get("ck_bytes"):
         fname, data = st.session_state["ck_bytes"]
         st.download_button(

@@ -245,7 +245,7 @@ def test_every_page_and_screenshots(page):
     pg.wait_for_selector("text=Now using scm", timeout=30_000)
     wait_idle(pg)
     goto(pg, "Meta-train")
-    iterations = pg.get_by_label("num_meta_iterations", exact=True)
+    iterations = pg.get_by_label("Meta-training iterations", exact=True)
     iterations.fill("150")  # enough for the graph; keeps the test short
     iterations.press("Enter")
     wait_idle(pg)

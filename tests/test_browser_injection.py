@@ -213,10 +213,10 @@ def set_number(pg, label: str, value: str) -> None:
 
 def train(pg, iterations: int, run_name: str, threshold: str | None = None) -> None:
     goto(pg, "Meta-train")
-    set_number(pg, "num_meta_iterations", str(iterations))
+    set_number(pg, "Meta-training iterations", str(iterations))
     if threshold is not None:
         pg.locator('[data-testid="stExpander"] summary', has_text="Causal").first.click()
-        set_number(pg, "mechanism_threshold", threshold)
+        set_number(pg, "Mechanism threshold", threshold)
     name = pg.get_by_label("run name", exact=True)
     name.fill(run_name)
     name.press("Enter")

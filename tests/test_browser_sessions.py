@@ -142,10 +142,10 @@ def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path
 
         # B: GRADIENT_CAUSAL, 5000 iterations, its own run name (set up before anything trains)
         goto(b, "Meta-train")
-        b.locator('[data-testid="stSelectbox"]', has_text="algorithm").first.click()
+        b.locator('[data-testid="stSelectbox"]', has_text="Learner").first.click()
         b.get_by_role("option", name="GRADIENT_CAUSAL", exact=True).click()
         wait_idle(b)
-        iterations = b.get_by_label("num_meta_iterations", exact=True)
+        iterations = b.get_by_label("Meta-training iterations", exact=True)
         iterations.fill("5000")
         iterations.press("Enter")
         wait_idle(b)

@@ -28,15 +28,25 @@ def _by_name(fig, name):
 
 
 def test_training_figure_has_train_val_and_smoothed_curves():
-    fig = figures.training_figure(_history(), title="run")
+    fig = figures.training_figure(_history(metric="accuracy"), title="run")
     assert isinstance(fig, go.Figure)
     train = _by_name(fig, "train")
     assert len(train) == 2 and len(train[0].x) == 50  # loss and metric panels
+    assert list(train[0].y) != list(train[1].y)
     assert len(_by_name(fig, "validation")) == 2 and list(_by_name(fig, "validation")[0].x) == [0, 10, 20, 30, 40]
     smooth = _by_name(fig, f"train, mean of {figures.SMOOTH_WINDOW}")
     assert len(smooth) == 2 and len(smooth[0].y) == 50
     assert fig.layout.title.text == "run"
-    assert fig.layout.annotations[1].text == "MSE"
+    assert [a.text for a in fig.layout.annotations] == ["loss", "accuracy"]
+
+
+def test_training_figure_for_regression_draws_the_mse_once():
+    hist = _history()
+    fig = figures.training_figure(hist)
+    assert [a.text for a in fig.layout.annotations] == ["MSE"]
+    train, val = _by_name(fig, "train"), _by_name(fig, "validation")
+    assert len(train) == 1 and list(train[0].y) == list(hist["train_metric"])
+    assert len(val) == 1 and list(val[0].y) == list(hist["val_metric"])
 
 
 def test_training_figure_accuracy_axis_and_thinning():
@@ -139,3 +149,26 @@ def test_belief_figure():
 @pytest.mark.parametrize("name,label", [("mse", "MSE"), ("accuracy", "accuracy"), (None, "metric"), ("f1", "f1")])
 def test_metric_label(name, label):
     assert figures.metric_label(name) == label
+
+
+def test_scm_graph_figure_of_fifty_variables_is_laid_out_by_causal_order_and_not_clipped():
+    from engine.tasks import SCMTaskSource
+
+    truth = SCMTaskSource(num_variables=50).truth_graph()
+    fig = figures.scm_graph_figure(truth)
+    nodes = fig.data[0]
+    adj = np.asarray(truth["adjacency"])
+    assert adj.sum() > 50
+    for i, j in zip(*np.nonzero(adj), strict=True):
+        assert nodes.x[j] > nodes.x[i]  # every edge points right: causal order
+    assert nodes.cliponaxis is False and set(nodes.marker.size) == {18}
+    per_layer = max(list(nodes.x).count(x) for x in set(nodes.x))
+    assert fig.layout.height >= 34 * per_layer
+    lo, hi = fig.layout.xaxis.range
+    assert lo < min(nodes.x) - 0.5 and hi > max(nodes.x) + 0.5
+
+
+def test_causal_layers_ignore_undirected_edges():
+    # 0 -> 1, and 1 - 2 drawn both ways (PC's undirected edge): 2 is not forced after 1
+    adj = [[0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    assert figures.causal_layers(adj) == [0, 1, 0]

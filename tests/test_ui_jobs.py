@@ -9,7 +9,15 @@ from engine import OneShotMetaLearningEngine
 from engine.tasks import SinusoidTaskSource
 from ui.config_form import build_config, plain_baseline, preset_values
 from ui.direction import belief_curves, live_belief
-from ui.jobs import direction_job, discovery_job, format_seconds, history_from_records, progress_of, training_job
+from ui.jobs import (
+    direction_job,
+    discovery_job,
+    format_seconds,
+    history_from_records,
+    progress_of,
+    training_job,
+    worker_progress,
+)
 from ui.worker import DONE, STOPPED, Worker
 
 
@@ -102,3 +110,14 @@ def test_discovery_job_passes_progress_stop_and_held_out_tasks():
     w.join(5)
     assert w.result == ["found"] and w.latest["fraction"] == 0.5
     assert seen == {"tasks": ["t1", "t2"], "stop": True, "held_out": ["h1"]}
+
+
+def test_worker_progress_counts_the_eta_down_from_the_latest_record():
+    now = [100.0]
+    w = Worker(clock=lambda: now[0])
+    w.report({"done": 10, "total": 100, "elapsed": 10.0, "eta": 90.0})
+    now[0] += 30.0  # no record for 30 s: every display at this moment says the same
+    frac, text = worker_progress(w)
+    assert frac == 0.1 and "ETA 1 min 00 s" in text and "40 s elapsed" in text
+    now[0] += 100.0
+    assert "ETA 0 s" in worker_progress(w)[1]

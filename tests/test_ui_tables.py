@@ -10,7 +10,14 @@ import pytest
 from engine.tasks import EXAMPLE_CSV, SCMTaskSource, SinusoidTaskSource, TabularTaskSource, TaskError
 from ui.discovery import MECHANISM_COLUMNS, effectiveness_text, filter_mechanisms, mechanisms_frame
 from ui.episodes import sample_vector_episode, sinusoid_preview, vector_task_choices
-from ui.tables import episode_table, predictions_table, rows_to_support, support_rows
+from ui.tables import (
+    effects_table,
+    episode_table,
+    predictions_table,
+    rows_to_support,
+    scm_graph_table,
+    support_rows,
+)
 
 
 def test_previews():
@@ -123,3 +130,26 @@ def test_mechanisms_frame_takes_records_and_effectiveness_text_says_why() -> Non
         why,
     )
     assert effectiveness_text({"average_effectiveness": 0.12345, "effectiveness_note": "x"})[0] == "0.123"
+
+
+def test_effects_table_drops_the_metric_change_that_repeats_the_mse():
+    rows = [{"mechanism": "mechanism 0", "effect": 0.5, "loss_off": 1.5, "metric": "mse", "metric_change": 0.5}]
+    assert list(effects_table(rows)[0]) == ["mechanism", "effect on query loss", "query loss when off"]
+    rows = [{"mechanism": "mechanism 0", "effect": 0.2, "loss_off": 1.1, "metric": "accuracy", "metric_change": -0.25}]
+    table = effects_table(rows)
+    assert table[0]["change in accuracy"] == -0.25 and table[0]["effect on query loss"] == 0.2
+
+
+def test_scm_graph_table_lists_every_variable_after_its_parents():
+    from engine.tasks import SCMTaskSource
+
+    src = SCMTaskSource(num_variables=50)
+    table = scm_graph_table(src.truth_graph())
+    assert len(table) == 50 and list(table["causal order"]) == sorted(table["causal order"])
+    order = dict(zip(table["variable"], table["causal order"], strict=True))
+    for _, row in table.iterrows():
+        for parent in filter(None, row["parents"].split(", ")):
+            assert order[parent] < row["causal order"]
+    assert (table["role"] == "target").sum() == 1 and table.loc[
+        table["role"] == "target", "variable"
+    ].item() == src.target

@@ -1,6 +1,7 @@
-"""One-shot adaptation as the pages drive it: a sinusoid from clicked points, images from
-one picture per class, and the adapted model's outputs under a causal mask. The numbers are
-the engine's; these functions only arrange its inputs and results."""
+"""One-shot adaptation as the pages drive it: a sinusoid from clicked points (and its error against
+the number of points over held-out tasks), images from one picture per class, and the adapted
+model's outputs under a causal mask. The numbers are the engine's; these functions only arrange
+its inputs and results."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine import OneShotMetaLearningEngine
+from engine.training import ci95_half_width
 
 from .episodes import make_episode
 
@@ -104,3 +106,45 @@ def mse(predictions: np.ndarray, targets: Any) -> float:
     p = np.asarray(predictions, dtype=float).reshape(-1)
     t = np.asarray(targets, dtype=float).reshape(-1)
     return float(np.mean((p - t) ** 2)) if len(t) else float("nan")
+
+
+def _task_points(task: Any, n: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    xs = rng.uniform(*task.x_range, n)
+    return [(float(x), float(y)) for x, y in zip(xs, np.ravel(task.function(xs.reshape(-1, 1))), strict=True)]
+
+
+def points_steps(
+    eng: OneShotMetaLearningEngine, task: Any, grid: np.ndarray, counts: Sequence[int] = (1, 2, 5), seed: int = 0
+) -> list[dict[str, Any]]:
+    """One task adapted from 1, 2, 5 of its points (each set holds the smaller ones): per count the
+    ``adapt_sinusoid`` result, with the MSE on the whole curve before and after."""
+    pts = _task_points(task, max(counts), np.random.default_rng(seed))
+    return [{"count": k, **adapt_sinusoid(eng, task, pts[:k], grid)} for k in counts]
+
+
+def error_by_points(
+    eng: OneShotMetaLearningEngine,
+    source: Any,
+    grid: np.ndarray,
+    counts: Sequence[int] = (1, 2, 3, 5, 10),
+    n_tasks: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean MSE on the whole curve over ``n_tasks`` held-out tasks, before adaptation and after
+    adapting from each number of points (random points of each task), with 95% intervals."""
+    rng = np.random.default_rng(seed)
+    before, after = [], {k: [] for k in counts}
+    for task in source.tasks("test", n_tasks, seed=seed):
+        pts = _task_points(task, max(counts), rng)
+        for k in counts:
+            res = adapt_sinusoid(eng, task, pts[:k], grid)
+            after[k].append(res["result"]["adaptation_quality"]["mse"])
+        before.append(res["prior_quality"]["mse"])  # zero steps: the same for every k
+    return {
+        "counts": list(counts),
+        "tasks": n_tasks,
+        "mse_before": float(np.mean(before)),
+        "mse_before_ci95": ci95_half_width(before),
+        "mse_after": [float(np.mean(after[k])) for k in counts],
+        "mse_after_ci95": [ci95_half_width(after[k]) for k in counts],
+    }

@@ -12,12 +12,12 @@ from engine import ConfigError
 from engine.tasks import SinusoidTaskSource, TaskError
 
 from . import figures, session
-from .adaptation import adapt_sinusoid, prior_curve
+from .adaptation import adapt_sinusoid, error_by_points, points_steps, prior_curve
 from .config_form import FieldSpec, config_specs, sections
 from .episodes import sinusoid_grid
 from .fit import engine_fit_problem
 from .images import to_display
-from .jobs import history_from_records, progress_of
+from .jobs import history_from_records, worker_progress
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED
 
@@ -35,7 +35,7 @@ def _widget(spec: FieldSpec, values: dict[str, Any], disabled: bool = False, not
     key = f"cfg_{spec.name}"
     if key not in st.session_state:
         st.session_state[key] = values.get(spec.name, spec.default)
-    label = spec.name
+    label = spec.label
     help_text = spec.help + (f" {note}" if note else "")
     if spec.kind == "bool":
         return st.checkbox(label, key=key, help=help_text, disabled=disabled)
@@ -43,41 +43,40 @@ def _widget(spec: FieldSpec, values: dict[str, Any], disabled: bool = False, not
         if st.session_state[key] not in spec.options:
             st.session_state[key] = spec.options[0]
         return st.selectbox(label, spec.options, key=key, help=help_text, disabled=disabled)
+    if spec.kind not in ("int", "float"):
+        return st.text_input(label, key=key, help=help_text, disabled=disabled)
+    # No min/max on the widget: the browser would only redden an out-of-range entry and keep the
+    # previous value, so Start would train with it. The config's validation refuses it instead.
     if spec.kind == "int":
         st.session_state[key] = int(st.session_state[key])
-        return st.number_input(
-            label,
-            min_value=None if spec.low is None else int(spec.low),
-            max_value=None if spec.high is None else int(spec.high),
-            step=1,
-            key=key,
-            help=help_text,
-            disabled=disabled,
-        )
-    if spec.kind == "float":
+        value = st.number_input(label, step=1, key=key, help=help_text, disabled=disabled)
+    else:
         st.session_state[key] = float(st.session_state[key])
-        return st.number_input(
-            label,
-            min_value=None if spec.low is None else float(spec.low),
-            max_value=None if spec.high is None else float(spec.high),
-            step=float(spec.step),
-            format=spec.format,
-            key=key,
-            help=help_text,
-            disabled=disabled,
+        value = st.number_input(
+            label, step=float(spec.step), format=spec.format, key=key, help=help_text, disabled=disabled
         )
-    return st.text_input(label, key=key, help=help_text, disabled=disabled)
+    if spec.range_text and not spec.low <= value <= spec.high:
+        st.error(f"{value:g} is out of range: {spec.label} must be {spec.range_text}.")
+    return value
 
 
 def apply_values(values: dict[str, Any]) -> None:
-    """Put config values into the session and into the config widgets (use in a callback)."""
+    """Put config values into the session and, on the config form's next draw, into its widgets.
+
+    The widgets take them when the form is drawn: a value set while the form is not on the page
+    would not reach the browser, which would keep showing (and send back) the widget's old value."""
     session.config_values().update(values)
-    for name, v in values.items():
+    st.session_state.setdefault("cfg_pending", {}).update(values)
+
+
+def _apply_pending() -> None:
+    for name, v in st.session_state.pop("cfg_pending", {}).items():
         st.session_state[f"cfg_{name}"] = v
 
 
 def config_form(src: Any, disabled: bool = False) -> dict[str, Any]:
     """Every config field with its help text and range; returns the current values."""
+    _apply_pending()
     specs = config_specs()
     values = session.config_values()
     values["algorithm"] = _widget(specs["algorithm"], values, disabled)
@@ -122,7 +121,7 @@ def _training_fragment(key: str, title: str | None) -> None:
     if base:
         hist = merge_histories(base, hist)
     if snap["running"]:
-        frac, text = progress_of(latest)
+        frac, text = worker_progress(w)
         c1, c2 = st.columns([5, 1])
         c1.progress(frac, text=f"Training {md_escape(text)}")  # the text names the run
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
@@ -170,7 +169,7 @@ def _job_fragment(kind: str, key: str, what: str, live: Any) -> None:
     if session.finalize_jobs():
         st.rerun(scope="app")
     if w.running:
-        frac, text = progress_of(w.latest)
+        frac, text = worker_progress(w)
         c1, c2 = st.columns([5, 1])
         c1.progress(frac, text=f"{what}: {md_escape(text)}")
         if c2.button("Stop", key=f"{key}_stop", type="primary", width="stretch"):
@@ -198,15 +197,18 @@ def require_engine(src: Any) -> bool:
     return True
 
 
-def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True) -> None:
-    """Adaptation time, query quality, the per-step trace and the explanation."""
+def show_adaptation(result: dict[str, Any], key: str, show_trace: bool = True, scored: bool = True) -> None:
+    """Adaptation time, query quality, the per-step trace and the explanation.
+
+    ``scored=False``: the queries have no labels, so no query quality is shown."""
     q = result["adaptation_quality"]
     metric = "accuracy" if "accuracy" in q else "mse"
     c = st.columns(4)
     c[0].metric("adaptation time", f"{1000 * result['adaptation_time']:.1f} ms")
     c[1].metric("prediction time", f"{1000 * result['prediction_time']:.1f} ms")
-    c[2].metric(f"query {metric}", f"{q[metric]:.1%}" if metric == "accuracy" else f"{q[metric]:.3g}")
-    c[3].metric("query examples", f"{q['num_query']}")
+    if scored:
+        c[2].metric(f"query {metric}", f"{q[metric]:.1%}" if metric == "accuracy" else f"{q[metric]:.3g}")
+        c[3].metric("query examples", f"{q['num_query']}")
     exp = result.get("explanation") or {}
     if exp.get("text"):
         st.markdown(f"**Explanation.** {md_escape(exp['text'])}")  # it names features
@@ -335,6 +337,59 @@ def _sinusoid_result(key: str, res: dict[str, Any]) -> None:
     )
     with st.expander("Per-step trace and explanation", expanded=False):
         show_adaptation(r, key=f"{key}_details")
+
+
+ONE_POINT_WHY = (
+    "A sinusoid has two unknowns, amplitude and phase, and one point is one equation, so many curves pass "
+    "through it: the model can only guess the likeliest, and a second point pins both."
+)
+
+
+def points_comparison(key: str, src: SinusoidTaskSource) -> None:
+    """The held-out task from 1, 2 and 5 of its points side by side, error before and after each;
+    then the mean error over 100 held-out tasks against the number of points, measured on request."""
+    eng = session.engine()
+    ss = st.session_state
+    st.markdown(f"**One, two, five points.** {ONE_POINT_WHY}")
+    task = src.tasks("test", 1, seed=int(ss[f"{key}_seed"]))[0]
+    grid = sinusoid_grid(src)
+    ctx = (id(eng), ss.get("engine_version", 0), int(ss[f"{key}_seed"]))
+    steps = ss.get(f"{key}_steps")
+    if steps is None or steps["ctx"] != ctx:
+        steps = {"ctx": ctx, "rows": points_steps(eng, task, grid)}
+        ss[f"{key}_steps"] = steps
+    for col, res in zip(st.columns(len(steps["rows"])), steps["rows"], strict=True):
+        with col:
+            before, after = res["prior_quality"]["mse"], res["result"]["adaptation_quality"]["mse"]
+            fig = figures.sinusoid_figure(
+                res["x"],
+                truth=res["truth"],
+                prior=res["prior"],
+                adapted=res["adapted"],
+                support=res["support"],
+                title=f"{res['count']} point{'s' if res['count'] > 1 else ''}",
+                height=260,
+            )
+            plot(fig, key=f"{key}_steps_{res['count']}")
+            st.metric(
+                "MSE on the curve",
+                f"{after:.3g}",
+                delta=f"{after - before:+.3g} from {before:.3g}",
+                delta_color="inverse",
+            )
+    sweep = ss.get(f"{key}_sweep")
+    if st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
+        with st.spinner("adapting to 100 held-out tasks from 1, 2, 3, 5 and 10 points ..."):
+            sweep = {"ctx": ctx[:2], "data": error_by_points(eng, src, grid)}
+        ss[f"{key}_sweep"] = sweep
+    if sweep is not None and sweep["ctx"] == ctx[:2]:
+        data = sweep["data"]
+        plot(figures.error_by_points_figure(data), key=f"{key}_sweep_fig")
+        after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
+        st.caption(
+            f"Measured now on this session's model: mean MSE before adaptation {data['mse_before']:.2f}; "
+            f"after adapting from n points (n → MSE): {after}."
+        )
 
 
 def _picked_point(event: Any) -> tuple[float, float] | None:

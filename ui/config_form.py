@@ -26,6 +26,36 @@ SECTIONS: dict[str, list[str]] = {
     "Causal": ["causal_weight", "enable_causal_priors", "mechanism_threshold", "save_mechanisms"],
     "Model and system": ["num_mechanisms", "hidden_dim", "encoder", "conv_channels", "device", "seed"],
 }
+# Words for the form; each field's own name stays in its help text.
+LABELS: dict[str, str] = {
+    "algorithm": "Learner",
+    "num_meta_iterations": "Meta-training iterations",
+    "meta_batch_size": "Tasks per meta-batch",
+    "outer_lr": "Outer learning rate (Adam)",
+    "eval_interval": "Validate every N iterations",
+    "val_episodes": "Validation episodes",
+    "grad_clip": "Gradient clipping norm",
+    "inner_lr": "Inner learning rate",
+    "num_inner_steps": "Inner steps in meta-training",
+    "adaptation_steps": "Adaptation steps at test time",
+    "first_order": "First-order approximation",
+    "test_time_shifts": "Test-time pixel shifts",
+    "test_time_views": "Test-time views",
+    "transductive_steps": "Transductive steps",
+    "support_shots": "Support examples per class",
+    "query_shots": "Query examples per class",
+    "n_way": "Classes per task (N-way)",
+    "causal_weight": "Causal penalty weight",
+    "enable_causal_priors": "Use causal priors",
+    "mechanism_threshold": "Mechanism threshold",
+    "save_mechanisms": "Save discovered mechanisms",
+    "num_mechanisms": "Number of mechanisms",
+    "hidden_dim": "Hidden width",
+    "encoder": "Encoder",
+    "conv_channels": "Convolution channels",
+    "device": "Device",
+    "seed": "Random seed",
+}
 CHOICES: dict[str, list[str]] = {
     "algorithm": [a.name for a in MetaLearningAlgorithm],
     "device": ["auto", "cpu", "cuda"],
@@ -45,6 +75,16 @@ class FieldSpec:
     low: float | None = None
     high: float | None = None
     options: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name.replace("_", " ").capitalize())
+
+    @property
+    def range_text(self) -> str:
+        if self.low is None or self.high is None:
+            return ""
+        return f"{self.low:g} to {self.high:g}"
 
     @property
     def step(self) -> float:
@@ -78,9 +118,9 @@ def config_specs() -> dict[str, FieldSpec]:
     for f in dataclasses.fields(OneShotMetaLearningConfig):
         name, default = f.name, defaults[f.name]
         rng = OneShotMetaLearningConfig.field_range(name)
-        help_text = helps.get(name, "")
+        help_text = f"`{name}`: {helps.get(name, '')}".strip()
         if rng is not None:
-            help_text = f"{help_text} Range: {rng[0]:g} to {rng[1]:g}.".strip()
+            help_text = f"{help_text} Range: {rng[0]:g} to {rng[1]:g}."
         kind = _kind(f, default)
         if kind == "choice":
             specs[name] = FieldSpec(name, kind, default, help_text, options=tuple(CHOICES[name]))

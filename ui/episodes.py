@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.tasks import Episode, ImageTaskSource, SinusoidTaskSource, Task, TaskError, TaskSource
+from engine.tasks import Episode, ImageTaskSource, SinusoidTaskSource, Task, TaskError, TaskSource, split_rng
 
 
 def make_episode(
@@ -42,7 +42,7 @@ def sinusoid_grid(source: SinusoidTaskSource, n: int = 200) -> np.ndarray:
 def sinusoid_preview(source: SinusoidTaskSource, n: int = 4, shots: int = 5, seed: int = 0):
     """(curves, points): n task curves and one support set each, for a preview plot."""
     grid = sinusoid_grid(source).ravel()
-    rng = np.random.default_rng(seed)
+    rng = split_rng(seed, "train")
     curves, points = [], []
     for _ in range(n):
         task = source.sample_task("train", rng)
@@ -54,7 +54,7 @@ def sinusoid_preview(source: SinusoidTaskSource, n: int = 4, shots: int = 5, see
 
 def image_episode(source: ImageTaskSource, shots: int = 1, queries: int = 2, split: str = "test", seed: int = 0):
     """(task, episode) of a held-out image task."""
-    rng = np.random.default_rng(seed)
+    rng = split_rng(seed, split)
     task = source.sample_task(split, rng)
     return task, task.sample_episode(shots, queries, rng)
 

@@ -67,22 +67,22 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
     """Train and validation loss (left) and metric (right) against meta-iteration.
 
     ``history``: a TrainingHistory dict (``iteration``, ``train_loss``, ``train_metric``,
-    ``val_iteration``, ``val_loss``, ``val_metric``, ``metric_name``).
+    ``val_iteration``, ``val_loss``, ``val_metric``, ``metric_name``). For regression the loss is
+    the MSE, so one panel (the MSE) is drawn instead of the same curve twice.
     """
     metric = metric_label(history.get("metric_name"))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", metric), horizontal_spacing=0.12)
-    it, tl, tm = _thin(history.get("iteration", []), history.get("train_loss", []), history.get("train_metric", []))
-    vit, vl, vm = _thin(history.get("val_iteration", []), history.get("val_loss", []), history.get("val_metric", []))
+    one_panel = history.get("metric_name") == "mse"
+    panels = [("metric", metric)] if one_panel else [("loss", "loss"), ("metric", metric)]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12)
     thin = {"color": "rgba(31,119,180,0.35)", "width": 1}
-    fig.add_trace(go.Scatter(x=it, y=tl, name="train", mode="lines", line=thin, legendgroup="t"), 1, 1)
-    fig.add_trace(
-        go.Scatter(x=vit, y=vl, name="validation", mode="lines+markers", line={"color": VAL}, legendgroup="v"), 1, 1
-    )
-    fig.add_trace(
-        go.Scatter(x=it, y=tm, name="train", mode="lines", line=thin, legendgroup="t", showlegend=False), 1, 2
-    )
-    for col, raw in ((1, history.get("train_loss", [])), (2, history.get("train_metric", []))):
-        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(raw))
+    for col, (part, _) in enumerate(panels, start=1):
+        first = col == 1
+        it, tr = _thin(history.get("iteration", []), history.get(f"train_{part}", []))
+        vit, va = _thin(history.get("val_iteration", []), history.get(f"val_{part}", []))
+        fig.add_trace(
+            go.Scatter(x=it, y=tr, name="train", mode="lines", line=thin, legendgroup="t", showlegend=first), 1, col
+        )
+        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(history.get(f"train_{part}", [])))
         fig.add_trace(
             go.Scatter(
                 x=sm_x,
@@ -91,24 +91,24 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
                 mode="lines",
                 line={"color": TRAIN, "width": 2.5},
                 legendgroup="s",
-                showlegend=col == 1,
+                showlegend=first,
             ),
             1,
             col,
         )
-    fig.add_trace(
-        go.Scatter(
-            x=vit,
-            y=vm,
-            name="validation",
-            mode="lines+markers",
-            line={"color": VAL},
-            legendgroup="v",
-            showlegend=False,
-        ),
-        1,
-        2,
-    )
+        fig.add_trace(
+            go.Scatter(
+                x=vit,
+                y=va,
+                name="validation",
+                mode="lines+markers",
+                line={"color": VAL},
+                legendgroup="v",
+                showlegend=first,
+            ),
+            1,
+            col,
+        )
     fig.update_xaxes(title_text="meta-iteration")
     if history.get("metric_name") == "accuracy":
         fig.update_yaxes(range=[0, 1.02], row=1, col=2)
@@ -257,8 +257,12 @@ def curves_figure(
     return fig
 
 
-def _layers(adjacency: np.ndarray) -> list[int]:
-    """Longest-path layer of each node of a DAG (roots are layer 0)."""
+def causal_layers(adjacency: Any) -> list[int]:
+    """Longest-path layer of each node of a DAG (roots are layer 0): its causal order.
+
+    An edge drawn both ways (undirected, as PC gives) does not order its two ends."""
+    adjacency = np.asarray(adjacency, dtype=int)
+    adjacency = adjacency * (1 - adjacency.T)
     d = adjacency.shape[0]
     layer = [0] * d
     for _ in range(d):
@@ -276,21 +280,26 @@ def _layers(adjacency: np.ndarray) -> list[int]:
 def scm_graph_figure(
     truth: Mapping[str, Any], intervened: Sequence[str] = (), title: str | None = None, height: int = 380
 ) -> go.Figure:
-    """Draw an SCM's true DAG (``SCMTaskSource.truth_graph()``) in layers, left to right.
+    """Draw an SCM's true DAG (``SCMTaskSource.truth_graph()``) in layers of causal order, left to right.
 
     The target is red, its parents green, its children orange; intervened variables get a
-    thick black ring.
+    thick black ring. Large graphs get smaller nodes and a taller figure; nodes are never clipped.
     """
     adj = np.asarray(truth["adjacency"], dtype=int)
     names = list(truth["variable_names"])
     target = truth.get("target")
     parents, children = set(truth.get("parents", [])), set(truth.get("children", []))
-    layer = _layers(adj)
+    layer = causal_layers(adj)
     pos: dict[int, tuple[float, float]] = {}
+    widest = 1
     for lv in sorted(set(layer)):
         members = [i for i in range(len(names)) if layer[i] == lv]
+        widest = max(widest, len(members))
         for k, i in enumerate(members):
             pos[i] = (float(lv), (len(members) - 1) / 2.0 - k)
+    big = len(names) > 12
+    node = 18 if big else 34
+    height = max(height, 34 * widest + 90) if big else height
     fig = go.Figure()
     for i in range(len(names)):
         for j in range(len(names)):
@@ -308,10 +317,10 @@ def scm_graph_figure(
                     showarrow=True,
                     arrowhead=3,
                     arrowsize=1.3,
-                    arrowwidth=2.5 if into_target else 1.4,
-                    arrowcolor=ADAPTED if into_target else "#888",
-                    standoff=21,
-                    startstandoff=18,
+                    arrowwidth=2.5 if into_target else (0.8 if big else 1.4),
+                    arrowcolor=ADAPTED if into_target else ("#bbb" if big else "#888"),
+                    standoff=node // 2 + 4,
+                    startstandoff=node // 2 + 1,
                 )
     colors, sizes, lines, labels = [], [], [], []
     for n in names:
@@ -327,30 +336,57 @@ def scm_graph_figure(
         else:
             colors.append("#aec7e8")
             labels.append(n)
-        sizes.append(34)
-        lines.append(5 if n in intervened else 1)
+        sizes.append(node)
+        lines.append((3 if big else 5) if n in intervened else 1)
     fig.add_trace(
         go.Scatter(
             x=[pos[i][0] for i in range(len(names))],
             y=[pos[i][1] for i in range(len(names))],
             mode="markers+text",
             text=names,
-            textfont={"color": "white", "size": 13},
+            textposition="middle right" if big else "middle center",
+            textfont={"color": "#222", "size": 9} if big else {"color": "white", "size": 13},
             marker={"size": sizes, "color": colors, "line": {"width": lines, "color": "black"}},
             hovertext=labels,
             hoverinfo="text",
             showlegend=False,
+            cliponaxis=False,  # nodes at the panel's edge are drawn whole
         )
     )
-    fig.update_xaxes(visible=False, range=[-0.5, max(layer) + 0.5])
+    fig.update_xaxes(visible=False, range=[-0.6, max(layer) + (0.9 if big else 0.6)])
     ys = [p[1] for p in pos.values()]
-    fig.update_yaxes(visible=False, range=[min(ys) - 0.7, max(ys) + 0.7])
+    fig.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
     fig.update_layout(
         title=title or "true causal graph",
         height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 25, "r": 25, "t": 50, "b": 15},
         template="plotly_white",
     )
+    return fig
+
+
+def error_by_points_figure(sweep: Mapping[str, Any], height: int = 300) -> go.Figure:
+    """Mean MSE on the whole curve against the number of points adapted from (``error_by_points``),
+    with 95% intervals; the dashed line is the error before adaptation."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(sweep["counts"]),
+            y=list(sweep["mse_after"]),
+            error_y={"type": "data", "array": list(sweep["mse_after_ci95"])},
+            mode="lines+markers",
+            name="after adaptation",
+            line={"color": ADAPTED},
+        )
+    )
+    fig.add_hline(y=sweep["mse_before"], line_dash="dash", line_color=PRIOR, annotation_text="before adaptation")
+    fig.update_layout(
+        title=f"mean error over {sweep['tasks']} held-out tasks",
+        xaxis_title="points given",
+        yaxis_title="MSE on the whole curve",
+        height=height,
+        **_LAYOUT,
+    )
+    fig.update_xaxes(tickvals=list(sweep["counts"]))
     return fig
 
 

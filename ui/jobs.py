@@ -61,8 +61,10 @@ def format_seconds(s: float | None) -> str:
     return f"{h} h {m:02d} min"
 
 
-def progress_of(record: dict[str, Any] | None) -> tuple[float, str]:
-    """(fraction in [0, 1], one line of text) for a progress bar."""
+def progress_of(record: dict[str, Any] | None, age: float = 0.0) -> tuple[float, str]:
+    """(fraction in [0, 1], one line of text) for a progress bar.
+
+    ``age``: seconds since the record was reported; elapsed time and ETA count on from it."""
     if not record:
         return 0.0, "starting…"
     if "done" in record and "total" in record and record.get("total"):
@@ -75,12 +77,18 @@ def progress_of(record: dict[str, Any] | None) -> tuple[float, str]:
         if record.get(key):
             parts.append(str(record[key]))
     if "elapsed" in record:
-        parts.append(f"{format_seconds(record['elapsed'])} elapsed")
+        parts.append(f"{format_seconds(record['elapsed'] + age)} elapsed")
     if "eta" in record:
-        parts.append(f"ETA {format_seconds(record['eta'])}")
+        parts.append(f"ETA {format_seconds(max(0.0, record['eta'] - age))}")
     if record.get("message"):
         parts.append(str(record["message"]))
     return frac, " · ".join(parts)
+
+
+def worker_progress(worker: Worker) -> tuple[float, str]:
+    """The one place a job's progress and ETA are computed for display (the page and the sidebar
+    show the same numbers at the same moment)."""
+    return progress_of(worker.latest, worker.latest_age())
 
 
 def training_job(

@@ -19,7 +19,7 @@ from engine import OneShotMetaLearningEngine
 from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 
 from .config_form import build_config, default_values, preset_values
-from .jobs import progress_of
+from .jobs import worker_progress
 from .sources import source_label
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED, Worker
@@ -161,6 +161,18 @@ def busy_message() -> str | None:
     return f"The {WORKER_LABELS.get(kind, kind)} is running: stop it or wait for it before using the engine here."
 
 
+def keep_inputs(keys: dict[str, Any]) -> None:
+    """Give the widgets with these keys their last values (else the defaults given) before they are
+    drawn. Streamlit forgets a widget's value when its page is left; without this, a page that shows
+    an earlier result would show other inputs beside it on return."""
+    kept = st.session_state.setdefault("kept_inputs", {})
+    for key, default in keys.items():
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        else:
+            st.session_state[key] = kept.get(key, default)
+
+
 def heartbeat_all() -> None:
     for w in st.session_state.get("workers", {}).values():
         if w.running:
@@ -194,6 +206,16 @@ def finalize_jobs() -> bool:
 
 
 def _finalize_training(w: Worker) -> None:
+    successor = w.meta.get("successor")
+    if successor is not None:
+        # A new model replaces the session's trained one only when its run finished; an
+        # unfinished one is offered, never swapped in silently.
+        hist = successor.history
+        finished = hist is not None and len(hist.iteration) >= successor.config.num_meta_iterations
+        if w.status == DONE or finished:  # finished: only its plain baseline was stopped
+            set_engine(successor)
+        else:
+            st.session_state["unfinished_engine"] = successor
     result = w.result or {}
     engines = w.meta.get("engines", {})
     for name, eng in engines.items():
@@ -244,7 +266,7 @@ def _status_panel() -> None:
     kind = running_job()
     if kind is not None:
         w = worker(kind)
-        frac, text = progress_of(w.latest)
+        frac, text = worker_progress(w)
         st.progress(frac, text=f"{WORKER_LABELS.get(kind, kind)}: {md_escape(text)}")
         if st.button("Stop", key="sidebar_stop", width="stretch"):
             w.stop(timeout=1.5)

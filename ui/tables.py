@@ -1,4 +1,4 @@
-"""Episodes and predictions as tables, and the editable support table of a vector task
+"""Episodes, predictions and mechanism effects as tables, and the editable support table of a vector task
 (tabular or SCM source) read back into model inputs."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from engine.tasks import Episode, TaskError, TaskSource
+
+from .figures import causal_layers
 
 
 def episode_table(
@@ -143,3 +145,41 @@ def rows_to_support(source: TaskSource, rows: pd.DataFrame) -> tuple[np.ndarray,
     if csv:
         y = (y - source.target_mean) / source.target_std
     return x.astype(np.float32), y.reshape(-1, 1).astype(np.float32)
+
+
+def effects_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per mechanism: its effect on the query loss when switched off alone.
+
+    For regression the query loss is the MSE, so the metric's change would repeat the effect."""
+    out = []
+    for r in rows:
+        row = {
+            "mechanism": r["mechanism"],
+            "effect on query loss": round(r["effect"], 4),
+            "query loss when off": round(r["loss_off"], 4),
+        }
+        if r["metric"] != "mse":
+            row[f"change in {r['metric']}"] = round(r["metric_change"], 4)
+        out.append(row)
+    return out
+
+
+def scm_graph_table(truth: dict[str, Any]) -> pd.DataFrame:
+    """An SCM's true graph as rows in causal order: each variable with its parents and children."""
+    adj = np.asarray(truth["adjacency"], dtype=int)
+    names = list(truth["variable_names"])
+    layer = causal_layers(adj)
+    roles = {truth.get("target"): "target"}
+    roles.update({n: "parent of the target" for n in truth.get("parents", [])})
+    roles.update({n: "child of the target" for n in truth.get("children", [])})
+    rows = [
+        {
+            "variable": n,
+            "causal order": layer[i],
+            "role": roles.get(n, ""),
+            "parents": ", ".join(names[j] for j in np.flatnonzero(adj[:, i])),
+            "children": ", ".join(names[j] for j in np.flatnonzero(adj[i])),
+        }
+        for i, n in enumerate(names)
+    ]
+    return pd.DataFrame(rows).sort_values(["causal order", "variable"], kind="stable").reset_index(drop=True)

@@ -52,6 +52,7 @@ class Worker:
         self._clock = clock
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
+        self._reported_at = clock()  # when the latest record came in
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeat = clock()
@@ -142,6 +143,7 @@ class Worker:
     def report(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._records.append(dict(record))
+            self._reported_at = self._clock()
 
     def progress_callback(self) -> Callable[..., None]:
         """A tolerant progress callback: records what it is given, raises WorkerStopped to stop.
@@ -174,6 +176,11 @@ class Worker:
     def latest(self) -> dict[str, Any] | None:
         with self._lock:
             return dict(self._records[-1]) if self._records else None
+
+    def latest_age(self) -> float:
+        """Seconds since the latest record came in."""
+        with self._lock:
+            return max(0.0, self._clock() - self._reported_at)
 
     def snapshot(self) -> dict[str, Any]:
         """Status, error, label, latest record and record count, read consistently."""

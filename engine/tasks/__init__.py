@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split
+from .base import SPLITS, Episode, Task, TaskError, TaskSource, check_shots, check_split, split_rng
 from .image_archive import clear_image_cache, load_images
 from .images import ImageTask, ImageTaskSource
 from .scm import SCMTask, SCMTaskSource
@@ -71,6 +71,7 @@ __all__ = [
     "TaskSource",
     "check_shots",
     "check_split",
+    "split_rng",
     "clear_image_cache",
     "load_images",
     "make_example_csv",

@@ -82,15 +82,14 @@ class TaskSource:
         raise NotImplementedError
 
     def tasks(self, split: str, n: int, seed: int = 0) -> list[Task]:
-        """``n`` tasks of ``split``, reproducible from ``seed``."""
-        check_split(split)
-        rng = np.random.default_rng(seed)
+        """``n`` tasks of ``split``, reproducible from ``seed`` (each split its own stream)."""
+        rng = split_rng(seed, split)
         return [self.sample_task(split, rng) for _ in range(n)]
 
     def episodes(self, split: str, n: int, support_shots: int, query_shots: int, seed: int = 0) -> list[Episode]:
-        """``n`` episodes, each from a freshly sampled task of ``split``; reproducible from ``seed``."""
-        check_split(split)
-        rng = np.random.default_rng(seed)
+        """``n`` episodes, each from a freshly sampled task of ``split``; reproducible from ``seed``
+        (each split its own stream)."""
+        rng = split_rng(seed, split)
         return [self.sample_task(split, rng).sample_episode(support_shots, query_shots, rng) for _ in range(n)]
 
     def describe(self) -> dict[str, Any]:
@@ -101,6 +100,17 @@ class TaskSource:
             "input_shape": list(self.input_shape),
             "output_dim": self.output_dim,
         }
+
+
+_SPLIT_STREAM = 0x5EED  # keeps these streams apart from meta-training's [seed, iteration] ones
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """The random stream of one split for ``seed``: train, validation, test (and previews, which
+    draw training tasks) never share draws, so a held-out task is never a training task drawn
+    from the same seed, whatever the source."""
+    check_split(split)
+    return np.random.default_rng([int(seed), _SPLIT_STREAM, SPLITS.index(split)])
 
 
 def check_split(split: str) -> None:
