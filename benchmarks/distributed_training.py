@@ -43,30 +43,17 @@ QUERIES = 5  # per class
 
 def worker(algorithm: str, batch: int, iters: int, threads: int, device_name: str) -> dict | None:
     """One process of a torchrun group: time ``iters`` meta-steps; rank 0 returns the row."""
-    from engine import CausalMetaModel, OneShotMetaLearningConfig, distributed
-    from engine.algorithms import make_learner
-    from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
+    from engine import distributed
     from engine.training import meta_step
+
+    from .meta_training import conv4_setup
 
     distributed.init_from_env(device_name)
     device = pick_device(device_name)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     ways, steps = LEARNERS[algorithm]
-    embedding = steps == 0
-    model_args = dict(input_dim=(1, 28, 28), hidden_dim=64, conv_channels=64, num_mechanisms=4)  # as meta_training
-    model = CausalMetaModel(output_dim=0 if embedding else ways, **model_args)
-    config = OneShotMetaLearningConfig(
-        algorithm=algorithm,
-        n_way=ways,
-        inner_lr=0.4,
-        num_inner_steps=max(steps, 1),
-        causal_weight=0,
-        enable_causal_priors=False,
-        grad_clip=0,
-    )
-    learner = make_learner(model, config, "classification").to(device)
-    src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=ways)
+    learner, src = conv4_setup(algorithm, ways, steps, device)  # the learner meta_training measures
     warmup = 2
     episodes = src.episodes("train", batch * (iters + warmup), 1, QUERIES, seed=1)  # the same on every rank
     batches = [episodes[i * batch : (i + 1) * batch] for i in range(iters + warmup)]

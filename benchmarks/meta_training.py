@@ -54,21 +54,18 @@ THROUGHPUT = [  # (learner, ways, meta-batch, inner steps)
 QUERIES = 5  # per class
 
 
-def worker(
-    algorithm: str, ways: int, shots: int, steps: int, batch: int, iters: int, threads: int, device_name: str = "cpu"
-) -> dict:
-    from benchmarks.adaptation_latency import count_flops, sustained_flops_per_s
-    from engine import CausalMetaModel, OneShotMetaLearningConfig
-    from engine.algorithms import make_learner
-    from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
-    from engine.training import meta_step
+CONV4_MODEL = dict(input_dim=(1, 28, 28), hidden_dim=64, conv_channels=64, num_mechanisms=4)
 
-    device = pick_device(device_name)
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    embedding = algorithm in ("PROTOTYPICAL_CAUSAL", "RELATION_CAUSAL")
-    model_args = dict(input_dim=(1, 28, 28), hidden_dim=64, conv_channels=64, num_mechanisms=4)
-    model = CausalMetaModel(output_dim=0 if embedding else ways, **model_args)
+
+def conv4_setup(algorithm: str, ways: int, steps: int, device: torch.device):
+    """The measured learner (Conv-4, 64 channels, 4 mechanisms, plain: no causal parts) and its
+    Omniglot small1 task source; shared with the data-parallel benchmark."""
+    from engine import CausalMetaModel, OneShotMetaLearningConfig
+    from engine.algorithms import learner_class, make_learner
+    from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
+
+    embedding = learner_class(algorithm).embedding_only
+    model = CausalMetaModel(output_dim=0 if embedding else ways, **CONV4_MODEL)
     config = OneShotMetaLearningConfig(
         algorithm=algorithm,
         n_way=ways,
@@ -79,7 +76,20 @@ def worker(
         grad_clip=0,
     )
     learner = make_learner(model, config, "classification").to(device)
-    src = ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=ways)
+    return learner, ImageTaskSource(OMNIGLOT_DIR / "images_background_small1.zip", n_way=ways)
+
+
+def worker(
+    algorithm: str, ways: int, shots: int, steps: int, batch: int, iters: int, threads: int, device_name: str = "cpu"
+) -> dict:
+    from benchmarks.adaptation_latency import count_flops, sustained_flops_per_s
+    from engine import CausalMetaModel
+    from engine.training import meta_step
+
+    device = pick_device(device_name)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    learner, src = conv4_setup(algorithm, ways, steps, device)
     warmup = 2
     episodes = [ep.to(device) for ep in src.episodes("train", batch * (iters + warmup), shots, QUERIES, seed=1)]
     batches = [episodes[i * batch : (i + 1) * batch] for i in range(iters + warmup)]
@@ -97,13 +107,13 @@ def worker(
     peak = memory_peak_mb(device) - base
     flops = count_flops(lambda: meta_step(learner, opt, batches[0], 0))
     roof_x = torch.rand(256, 1, 28, 28, device=device)
-    roof = sustained_flops_per_s(CausalMetaModel(output_dim=ways, **model_args), roof_x)
+    roof = sustained_flops_per_s(CausalMetaModel(output_dim=ways, **CONV4_MODEL), roof_x)
     step_s = median(times)
     return {
         "learner": algorithm,
         "ways": ways,
         "shots": shots,
-        "steps": steps if not embedding else 0,
+        "steps": steps if not learner.embedding_only else 0,
         "batch": batch,
         "ms_per_iteration": 1e3 * step_s,
         "episodes_per_s": batch / step_s,
