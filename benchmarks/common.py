@@ -84,14 +84,16 @@ def write_result(name: str, payload: dict[str, Any], seed: int) -> Path:
     return path
 
 
-def update_markdown_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section between this benchmark's markers in BENCHMARKS.md."""
+def update_markdown_section(name: str, markdown: str, path: Path | None = None) -> None:
+    """Replace (or append) the section between this benchmark's markers in BENCHMARKS.md (or in
+    ``path``, for results too detailed for it)."""
+    path = BENCHMARKS_MD if path is None else path
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    path.write_text(text)
 
 
 def machine_line(m: dict[str, Any]) -> str:

@@ -31,8 +31,9 @@ from engine.algorithms.image_views import image_views
 from engine.config import VIEW_KINDS
 from engine.tasks import OMNIGLOT_DIR, ImageTaskSource
 
-from .common import RESULTS, machine_line, mean_ci95, pick_device, update_markdown_section, write_result
+from .common import RESULTS, ROOT, machine_line, mean_ci95, pick_device, update_markdown_section, write_result
 
+RUNS_MD = ROOT / "docs" / "omniglot_runs.md"  # every saved run; BENCHMARKS.md keeps the headline numbers
 SETS = {
     "small1": ("images_background_small1.zip", ["Japanese_(katakana)", "Sanskrit", "Tagalog"], "small2"),
     "small2": ("images_background_small2.zip", ["Balinese", "Early_Aramaic", "Korean"], "small1"),
@@ -548,7 +549,7 @@ def markdown(results: dict[str, dict]) -> str:
     lines += transductive_table(results)
     lines += [
         "",
-        "![Omniglot error against training time](benchmarks/results/omniglot_quality.png)",
+        "![Omniglot error against training time](../benchmarks/results/omniglot_quality.png)",
         "",
         "In colour, for each kind of curve (each query alone; with test-time views; transductive), the"
         " run with the lowest error at its last mark among ensembles and among single models; every"
@@ -660,7 +661,7 @@ def redraw() -> dict[str, dict]:
     """Table and plot from every saved omniglot_quality result."""
     saved = {f.stem: json.loads(f.read_text()) for f in sorted(RESULTS.glob("omniglot_quality_*.json"))}
     plot(saved, RESULTS / "omniglot_quality.png")
-    update_markdown_section("omniglot_quality", markdown(saved))
+    update_markdown_section("omniglot_quality", markdown(saved), RUNS_MD)
     return saved
 
 

@@ -54,6 +54,7 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     for module in (omniglot_quality, common):
         monkeypatch.setattr(module, "RESULTS", tmp_path)
     monkeypatch.setattr(common, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(omniglot_quality, "RUNS_MD", tmp_path / "omniglot_runs.md")
     tiny = ["--minutes", "0.01", "--episodes", "3", "--channels", "8", "--chunk", "2", "--save-checkpoints"]
     for seed in ("0", "1"):
         omniglot_quality.main([*tiny, "--seed", seed, "--tag", f"m{seed}"])
@@ -61,7 +62,7 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     assert 0 <= result["curve"][0]["20way"]["accuracy"] <= 1
     assert "ensemble of 2 such runs (seeds 0, 1)" in omniglot_quality.training_line(result["settings"])
     assert (tmp_path / "omniglot_quality_small1_pair.json").exists()
-    assert "ensemble of 2" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert "ensemble of 2" in (tmp_path / "omniglot_runs.md").read_text()
     # One run's checkpoints scored again with transductive prototypes: its plain error comes back
     # exactly, the transductive errors join it, and it shows in the transductive table only.
     rescored = omniglot_quality.main(
@@ -71,7 +72,7 @@ def test_omniglot_ensemble_scores_saved_runs(tmp_path, monkeypatch):
     assert {"20way_trans", "20way_views_trans"} <= point.keys() and "5way_trans" not in point
     own = omniglot_quality.json.loads((tmp_path / "omniglot_quality_small1_m0.json").read_text())["curve"][0]
     assert point["20way"]["accuracy"] == own["20way"]["accuracy"]
-    text = (tmp_path / "BENCHMARKS.md").read_text()
+    text = (tmp_path / "omniglot_runs.md").read_text()
     assert "| small1_m0t | m0 | " in text and "ensemble of 1 such" not in text
     views = ["--test-time-shifts", "1", "--test-time-views", "grid_affine"]
     pair = ["--ensemble", "m0,m1", "--episodes", "3", "--no-write"]
@@ -108,6 +109,7 @@ def test_omniglot_replay_repeats_a_run_step_for_step(tmp_path, monkeypatch):
     for module in (omniglot_quality, common):
         monkeypatch.setattr(module, "RESULTS", tmp_path)
     monkeypatch.setattr(common, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(omniglot_quality, "RUNS_MD", tmp_path / "omniglot_runs.md")
     tiny = ["--episodes", "3", "--channels", "8", "--chunk", "2", "--save-checkpoints", "--cpu-time"]
     tiny += ["--threads", "1", "--augment-shift", "1", "--augment-affine", "1", "--test-time-shifts", "1"]
     # marks in CPU time: how many iterations each holds depends on the machine; the rate drops at the first
