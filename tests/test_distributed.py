@@ -95,7 +95,7 @@ def test_two_processes_reproduce_one_process_gradient_losses_and_weights(tmp_pat
     # embedding, which prototype distances cancel) gets a noise-driven, lr-sized Adam step: not compared.
     live = {n: g.abs() >= 1e-6 * scale for n, g in one["grads"].items()}
     for rank in (0, 1):
-        two = torch.load(f"{out}.{rank}")
+        two = torch.load(f"{out}.{rank}", weights_only=True)  # tensors and plain lists only
         assert two["grads"].keys() == one["grads"].keys()
         for name, grad in one["grads"].items():
             torch.testing.assert_close(two["grads"][name], grad, rtol=1e-5, atol=1e-6 * scale)
