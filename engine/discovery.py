@@ -144,9 +144,7 @@ def invariance_fallback_note(report: dict[str, Any] | None) -> str | None:
 
 def _random_params(model: CausalMetaModel, seed: int, device: torch.device) -> Params:
     """A freshly initialised model of the same shape (the PRIOR_TRANSFER intervention)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = CausalMetaModel(**model.describe())
+    fresh = CausalMetaModel(**model.describe(), generator=torch.Generator().manual_seed(seed))
     return {n: p.detach().to(device) for n, p in fresh.named_parameters()}
 
 

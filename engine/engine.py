@@ -161,14 +161,16 @@ class OneShotMetaLearningEngine:
         input_gates: bool | None = None,
     ) -> None:
         """Build a fresh model and learner. ``input_dim``: feature count or (C, H, W)."""
-        torch.manual_seed(self.config.seed)
         if task_type is None:
             task_type = learner_class(self.config.algorithm).default_task_type
         shape = (input_dim,) if isinstance(input_dim, int) else tuple(input_dim)
         if input_gates is None:
             # Sparse input gates make sense for named feature vectors with more than one column.
             input_gates = feature_names is not None and len(shape) == 1 and shape[0] > 1
-        model, learner = _build_learner(self.config, input_dim, output_dim, task_type, input_gates)
+        # The engine's own generator, never the process-wide seed: concurrent sessions building
+        # models with the same seed get the same weights.
+        generator = torch.Generator().manual_seed(self.config.seed)
+        model, learner = _build_learner(self.config, input_dim, output_dim, task_type, input_gates, generator)
         self.model, self.learner = model.to(self.device), learner.to(self.device)
         self.task_type, self.feature_names = task_type, feature_names
         self.output_dim = output_dim
@@ -882,6 +884,7 @@ def _build_learner(
     output_dim: int,
     task_type: str,
     input_gates: bool,
+    generator: torch.Generator | None = None,
 ) -> tuple[CausalMetaModel, CausalMetaLearner]:
     model = CausalMetaModel(
         input_dim,
@@ -891,8 +894,12 @@ def _build_learner(
         encoder=config.encoder,
         input_gates=input_gates,
         conv_channels=config.conv_channels,
+        generator=generator,
     )
-    return model, make_learner(model, config, task_type)  # raises for regression + embedding learner
+    learner = make_learner(model, config, task_type)  # raises for regression + embedding learner
+    if generator is not None:
+        learner.reset_parameters(generator)
+    return model, learner
 
 
 def create_one_shot_meta_learning_engine(

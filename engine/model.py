@@ -12,7 +12,7 @@ With K mechanisms of width hidden_dim // K on an MLP encoder, the network is the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,19 @@ from .pooling import MaxPool2x2
 
 GATE_INIT_LOGIT = 2.0  # sigmoid(2) ~ 0.88: gates start open and can move either way
 INPUT_GATE_INIT_LOGIT = 1.0
+
+
+def reset_layers_(modules: Iterable[nn.Module], generator: torch.Generator) -> None:
+    """PyTorch's default init of every Linear and Conv2d among ``modules``, in order, drawn from
+    ``generator``: with a generator seeded like the process-wide one was, the same values, but
+    no other thread's draws can come between (a model is built the same way under concurrency)."""
+    for m in modules:
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -66,6 +79,7 @@ class CausalMetaModel(nn.Module):
         num_mechanisms: K.
         encoder: "auto" (conv4 for image shapes, else mlp), "mlp" or "conv4".
         input_gates: per-mechanism sparse gates over input features (tabular inputs).
+        generator: draws the initial weights (None: torch's process-wide generator).
 
     >>> m = CausalMetaModel(1, 40, 1, 4)
     >>> m(torch.zeros(3, 1), causal_mask=torch.tensor([1., 0., 1., 1.])).shape
@@ -81,6 +95,7 @@ class CausalMetaModel(nn.Module):
         encoder: str = "auto",
         input_gates: bool = False,
         conv_channels: int = 64,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         shape, encoder = _check_layout(input_dim, hidden_dim, num_mechanisms, encoder, input_gates)
@@ -95,7 +110,11 @@ class CausalMetaModel(nn.Module):
         self._build_mechanism_layer()
         self.gate_logits = nn.Parameter(torch.full((num_mechanisms,), GATE_INIT_LOGIT))
         self.head = nn.Linear(self.embedding_dim, output_dim) if output_dim > 0 else None
-        self._reset_block_weights()
+        if generator is not None:  # redraw in construction order: encoder, head, then the blocks
+            reset_layers_(
+                [*getattr(self, "encoder", nn.Sequential()).modules(), self.head or nn.Sequential()], generator
+            )
+        self._reset_block_weights(generator)
 
     def _build_mechanism_layer(self) -> None:
         """The encoder and the K mechanism blocks over its output."""
@@ -127,7 +146,7 @@ class CausalMetaModel(nn.Module):
             self.mech_weight = nn.Parameter(torch.empty(K, m, self.hidden_dim))
         self.mech_bias = nn.Parameter(torch.zeros(K, m))
 
-    def _reset_block_weights(self) -> None:
+    def _reset_block_weights(self, generator: torch.Generator | None) -> None:
         # Same init as nn.Linear would give each block (kaiming-uniform with a=sqrt(5)).
         for name in ("enc_weight", "mech_weight"):
             w = getattr(self, name, None)
@@ -136,8 +155,8 @@ class CausalMetaModel(nn.Module):
             fan_in = w.shape[-1]
             bound = 1.0 / math.sqrt(fan_in)
             with torch.no_grad():
-                w.uniform_(-bound, bound)
-                getattr(self, name.replace("weight", "bias")).uniform_(-bound, bound)
+                w.uniform_(-bound, bound, generator=generator)
+                getattr(self, name.replace("weight", "bias")).uniform_(-bound, bound, generator=generator)
 
     # ---- structure -------------------------------------------------------------------------
     @property

@@ -103,7 +103,6 @@ def test_all_five_types_are_measured(scm) -> None:
     eng, _, tasks, recs, events = scm
     report = eng.discovery_report
     assert report["measured"] > report["kept"] >= 1
-    assert report["elapsed_s"] < 30
     types = {r["mechanism_type"] for r in recs}
     assert {"FEATURE_TRANSFER", "PRIOR_TRANSFER"} <= types
     prior = next(r for r in recs if r["mechanism_type"] == "PRIOR_TRANSFER")

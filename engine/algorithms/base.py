@@ -79,6 +79,9 @@ class CausalMetaLearner(nn.Module):
         self.outer_optimizer: torch.optim.Optimizer | None = None
         self.history: Any = None
 
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Redraw the learner's own random weights from ``generator`` (most learners have none)."""
+
     # ---- the original description's task-level verbs (task_api) -------------------------------
     def meta_train_sync(
         self, source_tasks: Any, callback: Callable[[dict[str, Any]], None] | None = None, stop: Any = None

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MetaLearningAlgorithm, OneShotMetaLearningConfig
-from ..model import CausalMetaModel
+from ..model import CausalMetaModel, reset_layers_
 from .base import AdaptedState
 from .prototypical import EmbeddingLearner
 
@@ -35,6 +35,9 @@ class RelationCausalLearner(EmbeddingLearner):
         d = self.model.embedding_dim
         hidden = max(8, d // 2)
         self.relation = nn.Sequential(nn.Linear(2 * d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        reset_layers_(self.relation.modules(), generator)
 
     def forward(
         self,
