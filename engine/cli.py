@@ -209,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", help="write the versioned mechanisms JSON here")
     p.add_argument("--graph-html", help="write the mechanism graph as self-contained HTML here")
     p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
+    p.add_argument(
+        "--use-invariance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="test which features' relation to the output is the same in every task (invariant causal "
+        "prediction) and keep feature -> output records only for those; --no-use-invariance keeps plain "
+        "ablation importance (children of the output included)",
+    )
+    p.add_argument(
+        "--invariance-alpha",
+        type=ranged(float, 1e-6, 0.5),
+        default=0.01,
+        help="level of the invariance test: a feature set counts as invariant when its p-value exceeds this "
+        "(smaller accepts more sets)",
+    )
     _add_output_options(p)
 
     p = sub.add_parser("evolve", help="evolve the config with an Optuna study (several processes may share one)")
@@ -446,8 +461,16 @@ def _check_data_fits(engine: OneShotMetaLearningEngine, source: TaskSource, spli
                 f"{cfg.support_shots} + --query-shots {cfg.query_shots} need {need} per class "
                 f"(the smallest class allows --query-shots {max(sizes[small] - cfg.support_shots, 0)})"
             )
-    if isinstance(source, TabularTaskSource) and not source.task_names(split):
-        raise TaskError(f"split {split!r} of the data has no tasks (give --split-fractions)")
+    _require_tasks(source, split)
+
+
+def _require_tasks(source: TaskSource, split: str) -> None:
+    if not source.has_tasks(split):
+        fractions = list(getattr(source, "split_fractions", []))
+        raise TaskError(
+            f"split {split!r} of the data has no tasks (split fractions {fractions}): give --split train, "
+            "or --split-fractions with a nonzero share for this split"
+        )
 
 
 def _data_record(source: TaskSource, split: str, episodes: int) -> dict[str, Any]:
@@ -650,7 +673,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
     if not main_process:
         return None
     out = engine.save_sync(args.out)
-    evaluation = engine.evaluate_sync(source, "test", episodes=50)
+    evaluation = engine.evaluate_sync(source, "test", episodes=50) if source.has_tasks("test") else None
+    notes = [history["message"]]
+    if not source.has_tasks("val"):
+        notes.append("no validation tasks (split fraction 0): trained without validation")
+    if evaluation is None:
+        notes.append("no test tasks (split fraction 0): not evaluated")
     return {
         "command": "train",
         "checkpoint": str(out),
@@ -660,7 +688,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
         "source": engine.source_info,
         "iterations": len(history["iteration"]),
         "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
-        "message": history["message"],
+        "message": "; ".join(filter(None, notes)),
         "test": evaluation,
         "history": history,
     }
@@ -740,10 +768,13 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
     if args.threshold is not None:
         engine.set_config(mechanism_threshold=args.threshold)
     source = _build_source(args, engine, engine.config.n_way)
+    _require_tasks(source, args.split)
     tasks = source.tasks(args.split, args.tasks, seed=args.task_seed)
     bar = None if args.quiet else _StageBar()
     try:
-        records = engine.discover_causal_patterns_sync(tasks, progress=bar)
+        records = engine.discover_causal_patterns_sync(
+            tasks, progress=bar, use_invariance=args.use_invariance, invariance_alpha=args.invariance_alpha
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -761,6 +792,7 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         "mechanisms": [r.to_dict() for r in records],
         "report": engine.discovery_report,
         "priors": engine.causal_priors,
+        "settings": {"use_invariance": args.use_invariance, "invariance_alpha": args.invariance_alpha},
         "message": " ".join(
             filter(None, [f"{len(records)} mechanisms kept.", invariance_fallback_note(engine.discovery_report)])
         ),
