@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
 
     p = sub.add_parser("discover", help="discover causal mechanisms of a checkpoint by intervention")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="the trained model (not with --all-targets)")
     _add_source_options(p, required=False)
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split the tasks come from")
     p.add_argument(
@@ -205,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="tasks to intervene on (the last quarter is held out)",
     )
     p.add_argument("--task-seed", type=ranged(int, *_SEED_RANGE), default=0, help="seed of the task draw")
-    p.add_argument("--threshold", type=ranged(float, 0, 1), help="least strength kept (default: the checkpoint's)")
+    p.add_argument(
+        "--threshold",
+        type=ranged(float, 0, 1),
+        help="least strength kept (default: the checkpoint's; 0 with --all-targets)",
+    )
     p.add_argument("--export", help="write the versioned mechanisms JSON here")
     p.add_argument("--graph-html", help="write the mechanism graph as self-contained HTML here")
     p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
@@ -223,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="level of the invariance test: a feature set counts as invariant when its p-value exceeds this "
         "(smaller accepts more sets)",
+    )
+    g = p.add_argument_group("one graph from per-target discovery (no checkpoint)")
+    g.add_argument(
+        "--all-targets",
+        action="store_true",
+        help="every numeric column of the CSV (--path, --task-column) is the target in turn: train a small model "
+        "on all regimes, discover its parents (FEATURE_TRANSFER), and assemble them into one directed graph",
+    )
+    g.add_argument("--truth", help="with --all-targets: two-column cause,effect CSV to score the graph against")
+    g.add_argument(
+        "--iterations",
+        type=ranged(int, 1, 100_000),
+        default=20,
+        help="with --all-targets: meta-training iterations per target (few: a quick look)",
     )
     _add_output_options(p)
 
@@ -764,6 +782,12 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
     from .discovery import invariance_fallback_note
     from .mechanism_graph import render_graph_html
 
+    if args.all_targets:
+        return _discover_all_targets(args)
+    if not args.checkpoint:
+        raise TaskError("discover needs --checkpoint (or --all-targets with --path and --task-column)")
+    if args.truth:
+        raise TaskError("--truth applies to --all-targets only")
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
     if args.threshold is not None:
         engine.set_config(mechanism_threshold=args.threshold)
@@ -836,6 +860,39 @@ def cmd_evolve(args: argparse.Namespace) -> dict[str, Any]:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in result["counts"].items() if n)
     message = f"best validation {result['metric']} {result['value']:.4f} (trial {result['best_trial']}); {counts}"
     return {"command": "evolve", "source": source.describe(), **result, "message": message}
+
+
+def _discover_all_targets(args: argparse.Namespace) -> dict[str, Any]:
+    from .parent_graph import SMALL_CONFIG, assemble_parent_graph
+
+    if args.checkpoint:
+        raise TaskError("--all-targets trains its own small model per column: leave out --checkpoint")
+    if not (args.path and args.task_column):
+        raise TaskError("--all-targets needs --path CSV and --task-column")
+    if not Path(args.path).expanduser().exists():
+        raise TaskError(f"--path {args.path!r}: no such file")
+    config = OneShotMetaLearningConfig(**{**SMALL_CONFIG, "num_meta_iterations": args.iterations})
+    result = assemble_parent_graph(
+        args.path,
+        args.task_column,
+        truth=args.truth,
+        config=config,
+        use_invariance=args.use_invariance,
+        invariance_alpha=args.invariance_alpha,
+        threshold=0.0 if args.threshold is None else args.threshold,
+        progress=None
+        if args.quiet
+        else lambda message, done, total: print(f"[{done + 1}/{total}] {message}", file=sys.stderr),
+    )
+    fallbacks = [t for t, found in result["per_target"].items() if found["invariance_fallback"]]
+    parts = [f"{len(result['edges'])} edges assembled from the parents of {len(result['variables'])} columns"]
+    if fallbacks:
+        parts.append(
+            f"the invariance test rejected every feature set for {fallbacks}: their parents come from the graph "
+            "learned from the regimes' shifts instead"
+        )
+    parts += [f"SHD {name}={score['shd']}" for name, score in result.get("scores", {}).items()]
+    return {"command": "discover", **result, "message": "; ".join(parts)}
 
 
 class _StageBar:

@@ -59,3 +59,29 @@ def test_discover_on_split_train_names_the_target_column(all_in_train, tmp_path,
     doc = json.loads(out.read_text())
     assert "invariance" not in doc["report"] and doc["settings"]["use_invariance"] is False
     assert main([*argv, "--split", "train", "--invariance-alpha", "2"]) == 2
+
+
+def test_all_targets_assembles_one_graph_scored_against_the_truth(lab_csv, tmp_path, capsys):
+    path, truth, lab = lab_csv
+    out = tmp_path / "graph.json"
+    argv = ["discover", "--all-targets", "--path", str(path), "--task-column", "regime", "--iterations", "5"]
+    assert main([*argv, "--truth", str(truth), "--quiet", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text(), parse_constant=lambda c: None)
+    assert doc["variables"] == lab.names and set(doc["per_target"]) == set(lab.names)
+    assert all(len(e) == 2 and set(e) <= set(lab.names) and e[0] != e[1] for e in doc["edges"])
+    for target, found in doc["per_target"].items():
+        assert [target, target] not in doc["edges"]
+        assert all([p, target] in doc["edges"] for p in found["parents"])
+    assert set(doc["scores"]) == {"ours", "empty"} and doc["scores"]["empty"]["shd"] == len(lab.truth_edges)
+    # on this small problem the assembled parents beat guessing no edges
+    assert doc["scores"]["ours"]["shd"] < doc["scores"]["empty"]["shd"]
+    assert doc["scores"]["ours"]["precision"] >= 0.5
+    assert "edges assembled" in doc["message"]
+    for bad, why in [
+        (["--checkpoint", str(path)], "leave out --checkpoint"),
+        (["--task-column", "nowhere"], "task column 'nowhere'"),
+    ]:
+        assert main([*argv, *bad, "--quiet"]) == 2
+        assert why in capsys.readouterr().err
+    assert main(["discover", "--path", str(path)]) == 2
+    assert "discover needs --checkpoint" in capsys.readouterr().err
