@@ -706,7 +706,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
         "source": engine.source_info,
         "iterations": len(history["iteration"]),
         "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
-        "message": "; ".join(filter(None, notes)),
+        "message": "; ".join(filter(None, notes)) or history["message"],
         "test": evaluation,
         "history": history,
     }

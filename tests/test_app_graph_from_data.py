@@ -98,3 +98,20 @@ def test_bad_inputs_are_one_clear_error(lab, case, expected):
     errors = [str(e.value) for e in at.error]
     assert len(errors) == 1 and expected in errors[0].replace("\\", ""), errors
     assert at.session_state["workers"].get("graph") is None or at.session_state["workers"]["graph"].generation == 0
+
+
+def test_the_csv_in_use_on_the_tasks_page_is_offered():
+    at = new_app("pages/tasks.py")
+    at.radio(key="tasks_kind").set_value("example_csv")
+    at.run()
+    button(at, "Use this task source").click()
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    ok(at)
+    assert gfd.TASKS_CSV in at.radio(key="gd_origin").options
+    at.radio(key="gd_origin").set_value(gfd.TASKS_CSV)
+    at.run()
+    ok(at)
+    task = next(s for s in at.selectbox if s.key.startswith("gd_task_"))
+    assert task.value == "plant"

@@ -58,3 +58,20 @@ def test_classes_match_the_scores_on_a_learned_graph_and_progress_is_reported():
     shd = edge_scores(np.asarray(result["adjacency"]), sim.adjacency)["shd"]
     assert sum(r["class"] != "correct" for r in rows) == shd
     assert sum(r["class"] == "correct" for r in rows) > 0
+
+
+def test_edge_figure_names_the_classes_in_words_and_shows_names_as_text():
+    from ui.figures import edge_classes_figure
+
+    names = ["<b>x</b>", "a&b", "c"]
+    rows = [
+        {"cause": "<b>x</b>", "effect": "a&b", "class": "correct"},
+        {"cause": "c", "effect": "a&b", "class": "missing"},
+    ]
+    fig = edge_classes_figure(names, rows, "<i>ours</i>")
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["correct: a true edge, right direction (1)", "missing: a true edge not found (1)"]
+    nodes = fig.data[-1]
+    assert list(nodes.text) == ["&lt;b&gt;x&lt;/b&gt;", "a&amp;b", "c"]
+    assert fig.layout.title.text == "&lt;i&gt;ours&lt;/i&gt;"
+    assert len(fig.layout.annotations) == 2  # one arrowhead per directed edge
