@@ -115,3 +115,14 @@ def test_the_csv_in_use_on_the_tasks_page_is_offered():
     ok(at)
     task = next(s for s in at.selectbox if s.key.startswith("gd_task_"))
     assert task.value == "plant"
+    # another source in use: the choice falls back to the simulated data
+    at.switch_page("pages/tasks.py")
+    at.run()
+    at.radio(key="tasks_kind").set_value("sinusoid")
+    at.run()
+    button(at, "Use this task source").click()
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    ok(at)
+    assert at.radio(key="gd_origin").value == gfd.SIMULATED
