@@ -56,6 +56,7 @@ def test_uploaded_table_with_truth_scores_ours_and_every_baseline(lab):
     methods = list(table["method"])
     assert methods == [gfd.METHOD_LABELS[m] for m in ("ours", *BASELINES)]
     assert table["SHD"].notna().all()  # every baseline ran: the targets of every regime were given
+    assert (table["seconds"] >= 0).all()
     empty = table.loc[methods.index(gfd.METHOD_LABELS["empty"]), "SHD"]
     assert empty == len(lab.truth_edges)
     assert len(at.get("plotly_chart")) >= 2, "ours beside a baseline"

@@ -164,7 +164,7 @@ def _number(value: Any) -> float | None:
 def scores_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per method: SHD, precision and recall (with a truth), edge counts, time, and why a
     baseline did not run."""
-    runs = {"ours": {}, **(result.get("baselines") or {})}
+    runs = {"ours": {"elapsed_s": result.get("elapsed_s")}, **(result.get("baselines") or {})}
     scores = result.get("scores") or {}
     rows = []
     for name, run in runs.items():
