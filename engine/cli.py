@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
 
     p = sub.add_parser("discover", help="discover causal mechanisms of a checkpoint by intervention")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="the trained model (not with --all-targets)")
     _add_source_options(p, required=False)
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split the tasks come from")
     p.add_argument(
@@ -205,10 +205,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="tasks to intervene on (the last quarter is held out)",
     )
     p.add_argument("--task-seed", type=ranged(int, *_SEED_RANGE), default=0, help="seed of the task draw")
-    p.add_argument("--threshold", type=ranged(float, 0, 1), help="least strength kept (default: the checkpoint's)")
+    p.add_argument(
+        "--threshold",
+        type=ranged(float, 0, 1),
+        help="least strength kept (default: the checkpoint's; 0 with --all-targets)",
+    )
     p.add_argument("--export", help="write the versioned mechanisms JSON here")
     p.add_argument("--graph-html", help="write the mechanism graph as self-contained HTML here")
     p.add_argument("--save", action="store_true", help="store the mechanisms in the checkpoint")
+    p.add_argument(
+        "--use-invariance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="test which features' relation to the output is the same in every task (invariant causal "
+        "prediction) and keep feature -> output records only for those; --no-use-invariance keeps plain "
+        "ablation importance (children of the output included)",
+    )
+    p.add_argument(
+        "--invariance-alpha",
+        type=ranged(float, 1e-6, 0.5),
+        default=0.01,
+        help="level of the invariance test: a feature set counts as invariant when its p-value exceeds this "
+        "(smaller accepts more sets)",
+    )
+    g = p.add_argument_group("one graph from per-target discovery (no checkpoint)")
+    g.add_argument(
+        "--all-targets",
+        action="store_true",
+        help="every numeric column of the CSV (--path, --task-column) is the target in turn: train a small model "
+        "on all regimes, discover its parents (FEATURE_TRANSFER), and assemble them into one directed graph",
+    )
+    g.add_argument("--truth", help="with --all-targets: two-column cause,effect CSV to score the graph against")
+    g.add_argument(
+        "--iterations",
+        type=ranged(int, 1, 100_000),
+        default=20,
+        help="with --all-targets: meta-training iterations per target (few: a quick look)",
+    )
     _add_output_options(p)
 
     p = sub.add_parser("evolve", help="evolve the config with an Optuna study (several processes may share one)")
@@ -446,8 +479,16 @@ def _check_data_fits(engine: OneShotMetaLearningEngine, source: TaskSource, spli
                 f"{cfg.support_shots} + --query-shots {cfg.query_shots} need {need} per class "
                 f"(the smallest class allows --query-shots {max(sizes[small] - cfg.support_shots, 0)})"
             )
-    if isinstance(source, TabularTaskSource) and not source.task_names(split):
-        raise TaskError(f"split {split!r} of the data has no tasks (give --split-fractions)")
+    _require_tasks(source, split)
+
+
+def _require_tasks(source: TaskSource, split: str) -> None:
+    if not source.has_tasks(split):
+        fractions = list(getattr(source, "split_fractions", []))
+        raise TaskError(
+            f"split {split!r} of the data has no tasks (split fractions {fractions}): give --split train, "
+            "or --split-fractions with a nonzero share for this split"
+        )
 
 
 def _data_record(source: TaskSource, split: str, episodes: int) -> dict[str, Any]:
@@ -650,7 +691,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
     if not main_process:
         return None
     out = engine.save_sync(args.out)
-    evaluation = engine.evaluate_sync(source, "test", episodes=50)
+    evaluation = engine.evaluate_sync(source, "test", episodes=50) if source.has_tasks("test") else None
+    notes = [history["message"]]
+    if not source.has_tasks("val"):
+        notes.append("no validation tasks (split fraction 0): trained without validation")
+    if evaluation is None:
+        notes.append("no test tasks (split fraction 0): not evaluated")
     return {
         "command": "train",
         "checkpoint": str(out),
@@ -660,7 +706,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
         "source": engine.source_info,
         "iterations": len(history["iteration"]),
         "final_train_loss": history["train_loss"][-1] if history["train_loss"] else None,
-        "message": history["message"],
+        "message": "; ".join(filter(None, notes)) or history["message"],
         "test": evaluation,
         "history": history,
     }
@@ -736,14 +782,23 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
     from .discovery import invariance_fallback_note
     from .mechanism_graph import render_graph_html
 
+    if args.all_targets:
+        return _discover_all_targets(args)
+    if not args.checkpoint:
+        raise TaskError("discover needs --checkpoint (or --all-targets with --path and --task-column)")
+    if args.truth:
+        raise TaskError("--truth applies to --all-targets only")
     engine = OneShotMetaLearningEngine.from_checkpoint(args.checkpoint)
     if args.threshold is not None:
         engine.set_config(mechanism_threshold=args.threshold)
     source = _build_source(args, engine, engine.config.n_way)
+    _require_tasks(source, args.split)
     tasks = source.tasks(args.split, args.tasks, seed=args.task_seed)
     bar = None if args.quiet else _StageBar()
     try:
-        records = engine.discover_causal_patterns_sync(tasks, progress=bar)
+        records = engine.discover_causal_patterns_sync(
+            tasks, progress=bar, use_invariance=args.use_invariance, invariance_alpha=args.invariance_alpha
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -761,6 +816,7 @@ def cmd_discover(args: argparse.Namespace) -> dict[str, Any]:
         "mechanisms": [r.to_dict() for r in records],
         "report": engine.discovery_report,
         "priors": engine.causal_priors,
+        "settings": {"use_invariance": args.use_invariance, "invariance_alpha": args.invariance_alpha},
         "message": " ".join(
             filter(None, [f"{len(records)} mechanisms kept.", invariance_fallback_note(engine.discovery_report)])
         ),
@@ -804,6 +860,39 @@ def cmd_evolve(args: argparse.Namespace) -> dict[str, Any]:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in result["counts"].items() if n)
     message = f"best validation {result['metric']} {result['value']:.4f} (trial {result['best_trial']}); {counts}"
     return {"command": "evolve", "source": source.describe(), **result, "message": message}
+
+
+def _discover_all_targets(args: argparse.Namespace) -> dict[str, Any]:
+    from .parent_graph import SMALL_CONFIG, assemble_parent_graph
+
+    if args.checkpoint:
+        raise TaskError("--all-targets trains its own small model per column: leave out --checkpoint")
+    if not (args.path and args.task_column):
+        raise TaskError("--all-targets needs --path CSV and --task-column")
+    if not Path(args.path).expanduser().exists():
+        raise TaskError(f"--path {args.path!r}: no such file")
+    config = OneShotMetaLearningConfig(**{**SMALL_CONFIG, "num_meta_iterations": args.iterations})
+    result = assemble_parent_graph(
+        args.path,
+        args.task_column,
+        truth=args.truth,
+        config=config,
+        use_invariance=args.use_invariance,
+        invariance_alpha=args.invariance_alpha,
+        threshold=0.0 if args.threshold is None else args.threshold,
+        progress=None
+        if args.quiet
+        else lambda message, done, total: print(f"[{done + 1}/{total}] {message}", file=sys.stderr),
+    )
+    fallbacks = [t for t, found in result["per_target"].items() if found["invariance_fallback"]]
+    parts = [f"{len(result['edges'])} edges assembled from the parents of {len(result['variables'])} columns"]
+    if fallbacks:
+        parts.append(
+            f"the invariance test rejected every feature set for {fallbacks}: their parents come from the graph "
+            "learned from the regimes' shifts instead"
+        )
+    parts += [f"SHD {name}={score['shd']}" for name, score in result.get("scores", {}).items()]
+    return {"command": "discover", **result, "message": "; ".join(parts)}
 
 
 class _StageBar:

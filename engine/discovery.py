@@ -199,6 +199,7 @@ def discover_mechanisms(
     seed: int | None = None,
     device: torch.device | str = "cpu",
     use_invariance: bool = True,
+    invariance_alpha: float = 0.01,
 ) -> DiscoveryResult:
     """Run the interventions on ``tasks`` and return the kept mechanism records.
 
@@ -212,8 +213,11 @@ def discover_mechanisms(
     ``progress(record)`` gets ``stage``, ``done``, ``total``, ``fraction``, ``message``;
     ``stop`` (threading.Event or callable) ends the run early with what was measured.
     ``use_invariance=False`` skips the data analysis, so feature -> output records are plain
-    ablation importance (children of the target included).
+    ablation importance (children of the target included). ``invariance_alpha``: the invariance
+    test's level; a feature set is accepted as invariant when its p-value exceeds it.
     """
+    if not 0 < invariance_alpha < 1:
+        raise ValueError(f"invariance_alpha must be in (0, 1), got {invariance_alpha}")
     t_start = time.perf_counter()
     threshold = config.mechanism_threshold if threshold is None else float(threshold)
     seed = config.seed if seed is None else seed
@@ -244,7 +248,7 @@ def discover_mechanisms(
     report["mean_adapted_loss"] = scale
     invariance = None
     if use_invariance and not report["stopped_early"]:
-        invariance = _invariance_phase(plan, target_name, progress)
+        invariance = _invariance_phase(plan, target_name, progress, invariance_alpha)
         if invariance is not None:
             report["invariance"] = invariance
     records = _build_records(fx, invariance, plan.units, scale, threshold, n_bootstrap, seed)
@@ -451,13 +455,15 @@ def _feature_effects(
 
 
 # ------------------------------------------------------------------------------ phase 2: invariance
-def _invariance_phase(plan: _Plan, target_name: str, progress: Progress | None) -> dict[str, Any] | None:
+def _invariance_phase(
+    plan: _Plan, target_name: str, progress: Progress | None, alpha: float = 0.01
+) -> dict[str, Any] | None:
     """The data analysis (causes of the output, intervened variables) for named features."""
     if T.FEATURE_TRANSFER not in plan.types or len(plan.probe.model.input_shape) != 1:
         return None
     _emit(progress, "invariance", 0, 1, "testing which features' relation to the output is invariant")
     invariance = _invariance_analysis(
-        plan.all_names, plan.episodes + plan.held_eps, [u.name for u in plan.units], target_name, plan.learner
+        plan.all_names, plan.episodes + plan.held_eps, [u.name for u in plan.units], target_name, plan.learner, alpha
     )
     _emit(progress, "invariance", 1, 1, "invariance analysis done")
     return invariance
@@ -590,6 +596,7 @@ def _invariance_analysis(
     feature_names: list[str],
     target_name: str,
     learner: CausalMetaLearner,
+    alpha: float = 0.01,
 ) -> dict[str, Any]:
     """ICP for the causes of the output; learned graph and intervened variables per task."""
     if len(episodes) < 3 or len(feature_names) < 2:
@@ -608,7 +615,7 @@ def _invariance_analysis(
         max_size = 4  # 2^d subsets grow fast; causes of one output are few
     else:
         max_size = None
-    icp = invariant_causal_prediction(x, yv, env, max_set_size=max_size)
+    icp = invariant_causal_prediction(x, yv, env, alpha=alpha, max_set_size=max_size)
     causal = [feature_names[j] for j in icp["causal"]]
     columns = list(feature_names) + ([target_name] if regression else [])
     data = np.concatenate([x, y[:, :1]], axis=1) if regression else x

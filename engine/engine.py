@@ -631,13 +631,14 @@ class OneShotMetaLearningEngine:
         learner = self._require()
         if isinstance(tasks, TaskSource):
             source = tasks
-            tasks = source.tasks("val", n_tasks, seed=self.config.seed + 11)
+            split = "val" if source.has_tasks("val") else "train"  # all tasks in train: discover on those
+            tasks = source.tasks(split, n_tasks, seed=self.config.seed + 11)
         else:
             tasks = list(tasks)
             source = _source_of(tasks)
         if not tasks:
             raise ValueError("discovery needs at least one task")
-        target = getattr(source, "target", None) or (self.source_info or {}).get("target") or "target"
+        target = _target_name(source, self.source_info) or "target"
         result = discover_mechanisms(
             learner,
             tasks,
@@ -756,7 +757,7 @@ class OneShotMetaLearningEngine:
         """Restrict feature -> output records to the parents of the output in a known causal
         graph over the features (nodes named like the features; the output node is
         "output" or the source's target name). Other records are kept as they are."""
-        return self.store.enhance_with_graph(graph, [(self.source_info or {}).get("target"), "output"])
+        return self.store.enhance_with_graph(graph, [_target_name(None, self.source_info), "output"])
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_sync(self, path: str | Path) -> Path:
@@ -867,6 +868,20 @@ def _update_text(records: int, measured: Mapping[str, Any], threshold: float) ->
     if not n:
         return f"{seen}; none of the {records} records has an intervention measurable on a single task"
     return f"{seen}; effects measured for {n} of {records} records, {len(measured['reused'])} reused"
+
+
+def _target_name(source: Any, info: Mapping[str, Any] | None) -> str | None:
+    """The output's real name: an SCM's target variable or a table's target column."""
+    info = info or {}
+    for name in (
+        getattr(source, "target", None),
+        getattr(source, "target_column", None),
+        info.get("target"),
+        info.get("target_column"),
+    ):
+        if name is not None:
+            return str(name)
+    return None
 
 
 def _source_of(tasks: Sequence[Any]) -> Any:

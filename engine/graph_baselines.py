@@ -6,6 +6,7 @@ Each returns an adjacency with undirected edges set both ways."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,14 @@ def gies_adjacency(blocks: list[np.ndarray], targets: list[list[int]]) -> np.nda
     return (np.asarray(estimate) != 0).astype(int)
 
 
-def run_baselines(data: Any, known: dict[str, list[str]], chosen: list[str] | None = None) -> dict[str, dict]:
-    """Each chosen baseline's adjacency, time and, when it cannot run, why (``skipped``)."""
+def run_baselines(
+    data: Any,
+    known: dict[str, list[str]],
+    chosen: list[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, dict]:
+    """Each chosen baseline's adjacency, time and, when it cannot run, why (``skipped``);
+    ``progress(message, done, total)`` before each."""
     chosen = list(BASELINES) if chosen is None else chosen
     unknown = sorted(set(chosen) - set(BASELINES))
     if unknown:
@@ -52,7 +59,9 @@ def run_baselines(data: Any, known: dict[str, list[str]], chosen: list[str] | No
     x, regimes, d = data.values, data.regimes, len(data.names)
     obs = regimes == data.observational if data.observational is not None else None
     out: dict[str, dict] = {}
-    for name in chosen:
+    for i, name in enumerate(chosen):
+        if progress is not None:
+            progress(f"running {name}", i, len(chosen))
         t0 = time.perf_counter()
         adj, why = None, None
         if name == "empty":

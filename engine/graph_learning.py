@@ -30,6 +30,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,10 @@ import numpy as np
 import pandas as pd
 
 from .causal_direction import structural_hamming_distance
+from .graph_baselines import BASELINES
 from .tasks.tabular import TaskError, read_csv
 
-__all__ = ["GraphData", "graph_data", "learn_graph", "read_truth", "read_targets", "edge_scores"]
+__all__ = ["GraphData", "graph_data", "learn_graph", "read_truth", "read_targets", "edge_scores", "classify_edges"]
 
 
 class GraphData:
@@ -246,6 +249,7 @@ def learn_graph(
     max_condition: int = DEFAULTS["max_condition"],
     orient_margin: float = DEFAULTS["orient_margin"],
     target_effect: float = DEFAULTS["target_effect"],
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Learn a graph from a CSV path, bytes or DataFrame whose ``task_column`` names each row's regime.
 
@@ -253,12 +257,17 @@ def learn_graph(
     ``truth``: a cause,effect CSV or DataFrame; ``baselines``: True for all of
     ``engine.graph_baselines.BASELINES`` or a list of their names. Returns the JSON-ready result:
     ``edges``, ``undirected``, ``targets`` (per regime: known and inferred), ``settings``, and with a
-    truth ``scores`` (ours and each baseline: SHD, precision, recall)."""
+    truth ``scores`` (ours and each baseline: SHD, precision, recall). ``progress(message, done,
+    total)`` is called before each step (our graph, then each baseline)."""
     if not 0 < min_partial < 1:
         raise ValueError(f"min_partial must be in (0, 1), got {min_partial}")
     if not 0 <= max_condition <= 6:
         raise ValueError(f"max_condition must be in 0..6, got {max_condition}")
+    t0 = time.perf_counter()
     data = graph_data(source, task_column, observational)
+    steps = 1 + (0 if not baselines else len(BASELINES) if baselines is True else len(baselines))
+    if progress is not None:
+        progress("learning our graph", 0, steps)
     known_names = read_targets(targets, data) if targets is not None else {}
     index = {n: i for i, n in enumerate(data.names)}
     known = {r: {index[t] for t in ts} for r, ts in known_names.items()}
@@ -302,12 +311,13 @@ def learn_graph(
         },
         "adjacency": directed.tolist(),
     }
+    result["elapsed_s"] = round(time.perf_counter() - t0, 3)  # ours alone, before any baseline
     graphs = {"ours": directed}
     if baselines:
-        from .graph_baselines import run_baselines
+        from .graph_baselines import run_baselines  # causal-learn and gies load only when asked
 
         chosen = None if baselines is True else list(baselines)
-        runs = run_baselines(data, known_names, chosen)
+        runs = run_baselines(data, known_names, chosen, progress=None if progress is None else _offset(progress, steps))
         result["baselines"] = {
             k: {**v, "adjacency": None if v["adjacency"] is None else v["adjacency"].tolist()} for k, v in runs.items()
         }
@@ -333,3 +343,34 @@ def edge_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "directed_edges": n_pred,
         "undirected_edges": int((p & p.T).sum() // 2),
     }
+
+
+def _offset(progress: Callable[[str, int, int], None], total: int) -> Callable[[str, int, int], None]:
+    return lambda message, done, _: progress(message, done + 1, total)
+
+
+EDGE_CLASSES = ("correct", "reversed", "unoriented", "extra", "missing")
+
+
+def classify_edges(predicted: Any, truth: Any, names: list[str]) -> list[dict[str, str]]:
+    """Each edge of a predicted graph (undirected = set both ways) against the true DAG, one
+    row per pair: ``correct`` (right direction), ``reversed``, ``unoriented`` (undirected where
+    the truth has an edge), ``extra`` (no edge in the truth), and ``missing`` (a true edge not
+    predicted either way). Every class but ``correct`` costs 1 in the SHD. Without a truth
+    (None) every predicted edge is ``learned`` (or ``undirected``)."""
+    p = np.asarray(predicted) != 0
+    t = np.zeros_like(p) if truth is None else np.asarray(truth) != 0
+    rows: list[dict[str, str]] = []
+    for a, b in itertools.combinations(range(len(names)), 2):
+        both, true_ab, true_ba = p[a, b] and p[b, a], bool(t[a, b]), bool(t[b, a])
+        if both:
+            kind = "undirected" if truth is None else "unoriented" if true_ab or true_ba else "extra"
+            rows.append({"cause": names[a], "effect": names[b], "class": kind})
+        elif p[a, b] or p[b, a]:
+            u, v = (a, b) if p[a, b] else (b, a)
+            kind = "learned" if truth is None else "correct" if t[u, v] else "reversed" if t[v, u] else "extra"
+            rows.append({"cause": names[u], "effect": names[v], "class": kind})
+        elif true_ab or true_ba:
+            u, v = (a, b) if true_ab else (b, a)
+            rows.append({"cause": names[u], "effect": names[v], "class": "missing"})
+    return rows

@@ -158,9 +158,13 @@ def meta_train(
         distributed.broadcast_module(learner)
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=config.outer_lr)
     start_iter = history.iteration[-1] + 1 if history.iteration else 0
-    val_episodes = source.episodes(
-        "val", config.val_episodes, config.support_shots, config.query_shots, config.seed + 1
-    )
+    val_episodes: list[Episode] = []
+    if source.has_tasks("val"):
+        val_episodes = source.episodes(
+            "val", config.val_episodes, config.support_shots, config.query_shots, config.seed + 1
+        )
+    else:  # every task in train (split fraction 0 for val): the curve has no validation points
+        log.info("the validation split has no tasks: training without validation")
     val_share = [ep.to(device) for ep in distributed.shard(val_episodes, rank, size)]
     total = config.num_meta_iterations
     t0 = time.perf_counter()
@@ -219,7 +223,7 @@ def meta_train(
             "elapsed": elapsed,
             "eta": elapsed / (i + 1) * (total - i - 1),
         }
-        if i % config.eval_interval == 0 or i == total - 1:
+        if val_episodes and (i % config.eval_interval == 0 or i == total - 1):
             val_loss, val_metric = _validate(learner, val_share, len(val_episodes))
             history.val_iteration.append(it)
             history.val_loss.append(val_loss)

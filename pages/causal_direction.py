@@ -3,9 +3,12 @@
 import streamlit as st
 
 from engine.causal_direction import learn_scm_graph
+from engine.tasks import TaskError
 from ui import components, figures, session
+from ui import graph_from_data as gfd
 from ui.direction import belief_curves, learned_graph_views, live_belief
 from ui.jobs import direction_job
+from ui.text import md_escape
 
 st.title("Causal direction from adaptation speed")
 st.markdown(
@@ -108,4 +111,109 @@ if st.session_state.get("cd_scm_result"):
     st.caption(
         f"Tasks' intervened variables identified: {result['target_accuracy']:.0%}. "
         "PC's undirected edges are drawn both ways."
+    )
+
+# ------------------------------------------------------------------------------ graph from your data
+st.subheader("Graph from your data")
+st.markdown(
+    "A table of measurements with a **task column**: each value is one regime, for example an observational "
+    "one and several with an inhibitor or activator added. The engine learns a graph over the numeric columns "
+    "(a skeleton from within-regime partial correlations; each edge oriented the way whose mechanism stays "
+    "the same across regimes, docs/DESIGN.md) and runs PC, GES, GIES and the empty graph on the same table. "
+    'Optional: a **targets JSON** mapping regimes to the variables they act on (`{"regime": ["x3"]}`; '
+    "GIES needs every regime's) and a **truth CSV** with columns cause,effect to score every graph."
+)
+tasks_csv = st.session_state.get("tasks_csv") if session.source().name == "tabular" else None
+session.keep_inputs({"gd_origin": gfd.SIMULATED, "gd_seed": 0, "gd_listed": True})
+origin = st.radio("data", gfd.data_choices(tasks_csv is not None), key="gd_origin", horizontal=True)
+frame, truth, targets, default_task = None, None, None, None
+try:
+    if origin == gfd.SIMULATED:
+        c = st.columns(2)
+        seed = c[0].number_input("simulation seed", 0, 10_000, key="gd_seed")
+        listed = c[1].checkbox("give the listed targets", key="gd_listed")
+        sim = gfd.simulated_example(int(seed))
+        frame, truth, default_task = sim["frame"], sim["truth"], sim["task_column"]
+        targets = sim["targets"] if listed else None
+        st.caption("8 variables, 6 soft interventions, 300-400 rows per regime; its true graph scores the results.")
+    elif origin == gfd.TASKS_CSV:
+        frame, default_task = tasks_csv["frame"], tasks_csv["task_column"]
+    elif origin == gfd.EXAMPLE:
+        frame = gfd.example_frame()
+    else:
+        up = st.file_uploader("data CSV", type=["csv"], key="gd_upload")
+        if up is not None:
+            frame = gfd.read_upload(up.getvalue(), up.name)
+except TaskError as exc:
+    st.error(md_escape(exc))
+if frame is not None:
+    cols = list(frame.columns)
+    guess = default_task if default_task in cols else gfd.task_column_guess(frame)
+    c = st.columns(2)
+    task_col = c[0].selectbox(
+        "task column (one regime per value)", cols, index=cols.index(guess), key=f"gd_task_{hash(tuple(cols))}"
+    )
+    regimes = [gfd.NO_OBSERVATIONAL, *gfd.regimes(frame, task_col)]
+    obs_guess = "observational" if "observational" in regimes else gfd.NO_OBSERVATIONAL
+    observational = c[1].selectbox(
+        "observational regime", regimes, index=regimes.index(obs_guess), key=f"gd_obs_{task_col}"
+    )
+    c = st.columns(2)
+    targets_up = c[0].file_uploader("targets JSON (optional)", type=["json"], key="gd_targets")
+    truth_up = c[1].file_uploader("truth CSV: cause,effect (optional)", type=["csv"], key="gd_truth")
+    busy = session.running_job() is not None
+    if st.button("Learn the graph from this table", type="primary", key="gd_run", disabled=busy):
+        obs = None if observational == gfd.NO_OBSERVATIONAL else observational
+        try:
+            if targets_up is not None:
+                targets = gfd.read_targets_upload(targets_up.getvalue(), targets_up.name)
+            if truth_up is not None:
+                truth = gfd.read_upload(truth_up.getvalue(), truth_up.name)
+            gfd.check_inputs(frame, task_col, obs, targets, truth)
+        except TaskError as exc:
+            st.error(md_escape(exc))
+        else:
+            msg = session.start_job("graph", gfd.graph_job(frame, task_col, obs, targets, truth), label="graph")
+            if msg:
+                st.warning(msg)
+            else:
+                st.rerun()
+
+components.job_progress("graph", "gd", "Graph from data")
+gw = session.worker("graph")
+if not gw.running and gw.result is not None:
+    result = gw.result
+    st.markdown(
+        f"**{len(result['edges'])}** directed and **{len(result['undirected'])}** undirected edges over "
+        f"{len(result['variables'])} variables and {len(result['regimes'])} regimes."
+    )
+    st.dataframe(gfd.scores_table(result), hide_index=True, key="gd_scores")
+    views = list(gfd.graph_views(result))
+    other = st.selectbox(
+        "compare with", [v for v in views if v != "ours"], format_func=gfd.METHOD_LABELS.get, key="gd_view"
+    )
+    cols = st.columns(2)
+    for col, view in zip(cols, ["ours", other], strict=True):
+        if view is None:
+            continue
+        with col:
+            fig = figures.edge_classes_figure(
+                result["variables"], gfd.edge_rows(result, view), gfd.METHOD_LABELS.get(view, view)
+            )
+            components.plot(fig, key=f"gd_fig_{view}")
+    if "truth" in result:
+        st.caption(
+            "Green: a true edge in the right direction; orange: a true edge reversed; purple dots: a true edge "
+            "left undirected; red: an edge the truth does not have; grey dashes: a true edge not found."
+        )
+    else:
+        st.caption("No truth given: blue edges are directed, grey dots undirected.")
+    st.markdown("**Intervention targets per regime** (inferred: the variables whose mechanism changed)")
+    st.dataframe(gfd.targets_table(result), hide_index=True, key="gd_targets_table")
+    st.download_button(
+        "Download the result (JSON)",
+        gfd.result_json(result),
+        file_name="graph_from_data.json",
+        mime="application/json",
+        key="gd_download",
     )

@@ -175,6 +175,8 @@ if candidate is not None:
         key="use_source",
     ):
         session.set_source(candidate)
+        if candidate.name == "tabular" and frame is not None:  # the Causal direction page learns a graph from it
+            st.session_state["tasks_csv"] = {"frame": frame, "task_column": candidate.task_column}
         components.apply_values(preset_values(candidate.name, session.config_values()))
         st.session_state["source_msg"] = (
             f"Now using {md_escape(source_label(candidate))}. The Meta-train page got recommended settings for it."

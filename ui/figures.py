@@ -556,3 +556,92 @@ def evolution_figure(records: Sequence[Mapping[str, Any]], metric_name: str = "m
         **_LAYOUT,
     )
     return fig
+
+
+EDGE_STYLES = {  # class -> (colour, dash, legend text)
+    "correct": ("#2ca02c", "solid", "correct: a true edge, right direction"),
+    "reversed": ("#ff7f0e", "solid", "reversed: a true edge, wrong direction"),
+    "unoriented": ("#9467bd", "dot", "unoriented: a true edge, direction left open"),
+    "extra": ("#d62728", "solid", "extra: no such edge in the truth"),
+    "missing": ("#9e9e9e", "dash", "missing: a true edge not found"),
+    "learned": (TRAIN, "solid", "learned edge"),
+    "undirected": ("#7f7f7f", "dot", "undirected: direction left open"),
+}
+
+
+def edge_classes_figure(
+    names: Sequence[str], rows: Sequence[Mapping[str, str]], title: str, height: int = 420
+) -> go.Figure:
+    """A graph on a circle with each edge coloured by its class (``classify_edges`` rows:
+    cause, effect, class); the legend names the classes in words. Directed classes get an
+    arrowhead, undirected ones none."""
+    d = len(names)
+    angle = np.pi / 2 - 2 * np.pi * np.arange(d) / max(d, 1)
+    pos = {n: (float(np.cos(a)), float(np.sin(a))) for n, a in zip(names, angle, strict=True)}
+    fig = go.Figure()
+    for kind, (colour, dash, text) in EDGE_STYLES.items():
+        mine = [r for r in rows if r["class"] == kind]
+        if not mine:
+            continue
+        xs, ys = [], []
+        for r in mine:
+            (x0, y0), (x1, y1) = pos[r["cause"]], pos[r["effect"]]
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{text} ({len(mine)})",
+                hoverinfo="skip",
+                line={"color": colour, "dash": dash, "width": 2.5},
+            )
+        )
+        if kind in ("unoriented", "undirected"):
+            continue
+        for r in mine:
+            (x0, y0), (x1, y1) = pos[r["cause"]], pos[r["effect"]]
+            fig.add_annotation(
+                x=x1,
+                y=y1,
+                ax=x0,
+                ay=y0,
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                showarrow=True,
+                arrowhead=3,
+                arrowsize=1.4,
+                arrowwidth=2,
+                arrowcolor=colour,
+                standoff=16,
+                startstandoff=14,
+                text="",
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=[pos[n][0] for n in names],
+            y=[pos[n][1] for n in names],
+            mode="markers+text",
+            text=[plotly_text(n) for n in names],
+            textposition="middle center",
+            textfont={"color": "#111", "size": 11},
+            marker={"size": 30, "color": "#e8eef7", "line": {"width": 1, "color": "#555"}},
+            hovertext=[plotly_text(n) for n in names],
+            hoverinfo="text",
+            showlegend=False,
+            cliponaxis=False,
+        )
+    )
+    fig.update_xaxes(visible=False, range=[-1.3, 1.3])
+    fig.update_yaxes(visible=False, range=[-1.3, 1.3], scaleanchor="x")
+    fig.update_layout(
+        title=plotly_text(title),
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.02},
+    )
+    return fig

@@ -39,6 +39,7 @@ WORKER_LABELS = {
     "evolve": "settings evolution",
     "discovery": "mechanism discovery",
     "direction": "causal direction experiment",
+    "graph": "graph from data",
 }
 # Seconds without a poll from the page before a job stops itself (the browser session has
 # gone). CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT overrides it (the browser tests use a few seconds).

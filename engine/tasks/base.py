@@ -81,6 +81,10 @@ class TaskSource:
     def sample_task(self, split: str, rng: np.random.Generator) -> Task:
         raise NotImplementedError
 
+    def has_tasks(self, split: str) -> bool:
+        """Whether ``split`` has any task to draw (a file's split with fraction 0 has none)."""
+        return True
+
     def tasks(self, split: str, n: int, seed: int = 0) -> list[Task]:
         """``n`` tasks of ``split``, reproducible from ``seed`` (each split its own stream)."""
         rng = split_rng(seed, split)

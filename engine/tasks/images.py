@@ -229,6 +229,9 @@ class ImageTaskSource(TaskSource):
         check_split(split)
         return len(self._split_ids[split])
 
+    def has_tasks(self, split: str) -> bool:
+        return self.num_classes(split) > 0
+
     def class_sizes(self, split: str) -> dict[str, int]:
         """Images per class of ``split`` (the sizes an episode's shots are checked against)."""
         check_split(split)

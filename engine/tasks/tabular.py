@@ -469,6 +469,9 @@ class TabularTaskSource(TaskSource):
         check_split(split)
         return [str(t) for t in self.split_task_ids[split]]
 
+    def has_tasks(self, split: str) -> bool:
+        return bool(self.task_names(split))
+
     def all_tasks(self, split: str | None = None) -> list[TabularTask]:
         """Every task (of one split, or all), in a fixed order."""
         ids = self.task_ids if split is None else self.split_task_ids[split]
@@ -497,7 +500,10 @@ class TabularTaskSource(TaskSource):
         check_split(split)
         ids = self.split_task_ids[split]
         if not ids:
-            raise TaskError(f"split {split!r} has no tasks (split_fractions={self.split_fractions})")
+            raise TaskError(
+                f"split {split!r} has no tasks (split_fractions={self.split_fractions}), and this step needs "
+                f"them: give split fractions with a nonzero share for {split!r}"
+            )
         return self._tasks[ids[int(rng.integers(len(ids)))]]
 
     def describe(self) -> dict:
