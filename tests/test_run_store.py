@@ -178,7 +178,7 @@ def test_an_uploaded_csv_is_kept_as_a_file_and_rebuilt(tmp_path):
     data = rs.load()
     assert data.source is None and "missing" in data.problems[0]
     with pytest.raises(StoreError, match="MB"):
-        RunStore(WS, root=tmp_path).save_source(upload_recipe("tabular", params), ("big.csv", b"0" * (101 * 1024**2)))
+        RunStore(WS, root=tmp_path).save_source(upload_recipe("tabular", params), ("big.csv", b"0" * (51 * 1024**2)))
 
 
 def test_the_registry_shares_workers_within_a_workspace_and_collects_each_job_once():
