@@ -71,6 +71,7 @@ def test_a_reload_reattaches_to_the_running_job_and_keeps_the_run(tmp_path):
         main = pg.locator('[data-testid="stMain"]')
         main.get_by_text("Stored runs", exact=True).wait_for()
         assert main.get_by_text(RUN, exact=True).count() >= 1
+        main_button(pg, "Delete").first.wait_for()  # widgets render a moment after the text on a fresh load
         assert main_button(pg, "Delete").count() == 1
         assert re.search(r"Restored 1 run\(s\), the model", pg.locator('[data-testid="stSidebar"]').inner_text())
 
@@ -79,5 +80,7 @@ def test_a_reload_reattaches_to_the_running_job_and_keeps_the_run(tmp_path):
         wait_idle(other)
         assert ws_of(other) not in ("", ws)
         goto(other, "Meta-train")
+        main_button(other, "Start").wait_for()
+        assert other.locator('[data-testid="stMain"]').get_by_text(RUN, exact=True).count() == 0
         assert main_button(other, "Delete").count() == 0
         browser.close()
