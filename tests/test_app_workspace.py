@@ -17,6 +17,7 @@ from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     button,
     ok,
     texts,
+    trained_sine_engine,
     wait_records,
 )
 from tests.test_hostile_mechanisms import GOOD
@@ -135,3 +136,27 @@ def test_a_reload_during_training_reattaches_to_the_running_job():
     assert session_runs(at) == []
     third = open_app(ws, "pages/train.py")
     assert session_runs(third) == session_runs(again)
+
+
+def test_a_corrupt_store_restores_what_it_can_and_names_the_rest():
+    eng = trained_sine_engine(3)
+    rs = RunStore("corrupt-store-1234")
+    for name in ("good run", "spoilt run"):
+        rs.save_run({"name": name, "history": eng.history.to_dict(), "config": eng.config.to_dict()}, eng)
+    rs.save_engine(eng, None, None)
+    spoilt = next(r for r in rs.listing() if r.name == "spoilt run")
+    (rs.path / "runs" / spoilt.run_id / "run.json").write_text("{")
+    (rs.path / "engine" / "checkpoint" / "model.safetensors").write_bytes(b"not safetensors")
+    at = open_app("corrupt-store-1234", "pages/train.py")
+    ok(at)
+    assert session_runs(at) == ["good run"]
+    notes = texts(at.sidebar.caption)
+    assert "run 'spoilt run' is unreadable: run.json is not valid JSON" in notes.replace("\\", "")
+    assert "the stored model is unreadable" in notes
+    assert not at.session_state["engine"].is_trained or at.session_state["engine"].history != eng.history
+    # the good run's model is one click away
+    good = next(r for r in rs.listing() if r.name == "good run")
+    at.button(key=f"ws_use_{good.run_id}").click()
+    at.run()
+    ok(at)
+    assert at.session_state["engine"].history.iteration == eng.history.iteration

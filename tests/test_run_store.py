@@ -95,6 +95,19 @@ def test_corrupt_or_missing_files_spoil_only_their_run(tmp_path, trained):
     assert by["garbled"].entry is None and "not valid JSON" in by["garbled"].problem
     assert by["gone"].entry is None and "missing" in by["gone"].problem
     assert len(data.problems) == 2 and all("unreadable" in p for p in data.problems)
+    # curves that are not numbers spoil the run; missing descriptive fields get defaults
+    rs.save_run(entry("odd curves", trained))
+    rs.save_run({"name": "bare", "history": trained.history.to_dict(), "config": trained.config.to_dict()})
+    ids = {r.name: r.run_id for r in rs.listing()}
+    odd = rs.path / "runs" / ids["odd curves"] / "run.json"
+    bad = json.loads(odd.read_text())
+    bad["history"]["train_loss"] = ["1.0; rm -rf /"] * len(bad["history"]["train_loss"])
+    odd.write_text(json.dumps(bad))
+    by = {r.name: r for r in rs.load().runs}
+    assert "train_loss must be a list of numbers" in by["odd curves"].problem
+    assert by["bare"].entry["algorithm"] == trained.config.algorithm.name and by["bare"].entry["plain"] is False
+    for name in ("odd curves", "bare"):
+        rs.delete_run(ids[name])
     # a corrupt index is rebuilt from the run folders
     (rs.path / "index.json").write_text('{"runs": 5}')
     data = rs.load()

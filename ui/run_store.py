@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.checkpoint import CheckpointError, history_from_meta
 from engine.mechanisms import finite_or_null
 
 if TYPE_CHECKING:
@@ -180,20 +181,25 @@ class RunStore:
                     out.source_file = path
         return out
 
+    def listing(self) -> list[StoredRun]:
+        """The stored runs from the index alone (cheap: no curves are read); a run whose folder is
+        gone is marked unreadable."""
+        idx, _ = self.index()
+        out = []
+        for row in idx["runs"]:
+            stored = _row_run(row)
+            if stored.problem is None and not (self.path / "runs" / stored.run_id / "run.json").is_file():
+                stored.problem = "run.json is missing"
+            out.append(stored)
+        return out
+
     def _load_run(self, row: Any) -> StoredRun:
-        try:
-            run_id = str(row["id"])
-            stored = StoredRun(
-                run_id, str(row["name"]), float(row["created"]), int(row["bytes"]), bool(row["has_checkpoint"])
-            )
-        except (KeyError, TypeError, ValueError):
-            return StoredRun("?", "?", 0.0, 0, False, problem="its index entry is malformed")
-        if not RUN_ID.fullmatch(run_id):
-            stored.problem = "its id is not a run id"
+        stored = _row_run(row)
+        if stored.problem:
             return stored
+        run_id = stored.run_id
         try:
-            entry = _read_json(self.path / "runs" / run_id / "run.json")
-            _check_entry(entry)
+            entry = _normalised(_read_json(self.path / "runs" / run_id / "run.json"))
         except FileNotFoundError:
             stored.problem = "run.json is missing"
         except (OSError, StoreError) as exc:
@@ -332,6 +338,19 @@ def _index_row(run_id: str, name: str, created: float, size: int, has_checkpoint
     return {"id": run_id, "name": name, "created": created, "bytes": size, "has_checkpoint": has_checkpoint}
 
 
+def _row_run(row: Any) -> StoredRun:
+    """An index row as a StoredRun (its problem set when the row is malformed)."""
+    try:
+        stored = StoredRun(
+            str(row["id"]), str(row["name"]), float(row["created"]), int(row["bytes"]), bool(row["has_checkpoint"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return StoredRun("?", "?", 0.0, 0, False, problem="its index entry is malformed")
+    if not RUN_ID.fullmatch(stored.run_id):
+        stored.problem = "its id is not a run id"
+    return stored
+
+
 def _check_entry(entry: Any) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise StoreError("run.json is not a run (no name)")
@@ -340,6 +359,27 @@ def _check_entry(entry: Any) -> None:
         raise StoreError("run.json has no training curves")
     if not isinstance(entry.get("config"), dict):
         raise StoreError("run.json has no settings")
+
+
+def _normalised(entry: Any) -> dict[str, Any]:
+    """A run read back, checked as a checkpoint's curves are, with the fields the pages read."""
+    _check_entry(entry)
+    try:
+        history = history_from_meta(entry["history"], "run.json")
+    except CheckpointError as exc:
+        raise StoreError(str(exc)) from None
+    if history is None:
+        raise StoreError("run.json has no training curves")
+    config = entry["config"]
+    return {
+        "name": entry["name"],
+        "history": history.to_dict(),
+        "algorithm": str(entry.get("algorithm") or config.get("algorithm") or "?"),
+        "plain": bool(entry.get("plain", False)),
+        "config": config,
+        "note": str(entry.get("note") or ""),
+        "created": entry.get("created"),
+    }
 
 
 def _save_engine(eng: OneShotMetaLearningEngine, path: Path) -> None:

@@ -208,22 +208,27 @@ def stored_runs_panel(busy: bool) -> None:
         return
     for text in st.session_state.pop("ws_notes", []):
         st.warning(md_escape(text))
-    data = rs.load()
-    total = rs.total_bytes()
+    try:
+        listed, total = rs.listing(), rs.total_bytes()
+    except OSError as exc:
+        st.warning(f"The stored runs cannot be read: {md_escape(exc)}")
+        return
     st.caption(
-        f"Kept on disk in `{md_escape(rs.path)}`: {len(data.runs)} of at most {MAX_RUNS} runs, "
+        f"Kept on disk in `{str(rs.path).replace('`', '?')}`: {len(listed)} of at most {MAX_RUNS} runs, "
         f"{total / 1024**2:.1f} of {MAX_BYTES // 1024**2} MB (the model in use and the task source count too). "
         "Past the bound the oldest runs are deleted."
     )
     st.progress(min(1.0, total / MAX_BYTES))
-    for r in sorted(data.runs, key=lambda r: -r.created):
+    for r in sorted(listed, key=lambda r: -r.created):
         c = st.columns([4, 2, 1, 1, 1])
         when = dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M") if r.created else "?"
         c[0].markdown(f"**{md_escape(r.name)}**" + (f" (unreadable: {md_escape(r.problem)})" if r.problem else ""))
         c[1].caption(when)
         c[2].caption(f"{r.bytes / 1024:.0f} KB")
-        use = c[3].button("Use model", key=f"ws_use_{r.run_id}", disabled=busy or not r.has_checkpoint)
-        if c[4].button("Delete", key=f"ws_del_{r.run_id}", disabled=busy):
+        use = c[3].button(
+            "Use model", key=f"ws_use_{r.run_id}", disabled=busy or not r.has_checkpoint or bool(r.problem)
+        )
+        if c[4].button("Delete", key=f"ws_del_{r.run_id}", disabled=busy or r.run_id == "?"):
             rs.delete_run(r.run_id)
             ss_runs = session.runs()
             ss_runs[:] = [x for x in ss_runs if x.get("run_id") != r.run_id and x["name"] != r.name]
