@@ -1,8 +1,9 @@
 """Per-browser-session state (engine, task source, config values, workers, runs) and the sidebar.
 
-Everything here lives in ``st.session_state``, so each browser session has its own engine
-and its own workers. Only built-in, read-only task sources are shared between sessions
-(``st.cache_resource``).
+Everything here lives in ``st.session_state``, so each browser session has its own engine.
+Workers belong to the session's workspace (``ui.workspace``: its id is in the URL) and live in a
+process-wide registry, so a reloaded page finds its running job. Only built-in, read-only task
+sources are shared between sessions (``st.cache_resource``).
 """
 
 from __future__ import annotations
@@ -157,20 +158,31 @@ def session_dir() -> Path:
     return Path(ss["session_dir"])
 
 
+def workers() -> dict[str, Worker]:
+    """This session's workers by kind: its workspace's, shared with the workspace's other sessions."""
+    ss = st.session_state
+    ws = ss.get("ws_id")
+    if ws is None:  # a page run without app.py's workspace
+        return ss.setdefault("workers", {})
+    ss["workers"] = REGISTRY.workers(ws)
+    return ss["workers"]
+
+
 def worker(kind: str) -> Worker:
-    """The worker of ``kind`` of this session's workspace (shared with its other sessions)."""
     ws = st.session_state.get("ws_id")
     if ws is not None:
-        return REGISTRY.worker(ws, kind)
-    workers = st.session_state.setdefault("workers", {})  # a page run without app.py's workspace
-    if kind not in workers:
-        workers[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
-    return workers[kind]
+        w = REGISTRY.worker(ws, kind)
+        workers()  # the session's view of the registry, should it have been renewed
+        return w
+    space = workers()
+    if kind not in space:
+        space[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
+    return space[kind]
 
 
 def running_job() -> str | None:
     """The kind of the job running in this session, if any."""
-    for kind, w in st.session_state.get("workers", {}).items():
+    for kind, w in workers().items():
         if w.running:
             return kind
     return None
@@ -196,7 +208,7 @@ def keep_inputs(keys: dict[str, Any]) -> None:
 
 
 def heartbeat_all() -> None:
-    for w in st.session_state.get("workers", {}).values():
+    for w in workers().values():
         if w.running:
             w.heartbeat()
 
@@ -217,7 +229,7 @@ def finalize_jobs() -> bool:
     from . import workspace
 
     changed = False
-    for kind, w in list(st.session_state.get("workers", {}).items()):
+    for kind, w in list(workers().items()):
         if w.running or w.status not in (DONE, STOPPED, ERROR) or not REGISTRY.claim_result(w):
             continue
         changed = True

@@ -40,7 +40,6 @@ def open_workspace() -> None:
         else:
             ss["ws_id"] = raw
             _restore(raw)
-        ss["workers"] = session.REGISTRY.workers(ss["ws_id"])
         _attach_training()
     if st.query_params.get(PARAM) != ss["ws_id"]:  # page links drop it; the URL must always name it
         st.query_params[PARAM] = ss["ws_id"]
@@ -105,7 +104,7 @@ def _build_source(data: Restored, problems: list[str]) -> TaskSource | None:
 
 def _attach_training() -> None:
     """A reload during training: the session's model is the one being trained, as it was before."""
-    w = st.session_state["workers"].get("train")
+    w = session.workers().get("train")
     if w is None or w.meta.get("successor") is not None:
         return
     main = w.meta.get("engines", {}).get(w.meta.get("run_name"))
