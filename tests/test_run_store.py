@@ -114,6 +114,9 @@ def test_corrupt_or_missing_files_spoil_only_their_run(tmp_path, trained):
     assert "rebuilt" in data.problems[0]
     assert sorted(r.name for r in data.runs if r.entry) == ["good"]
     assert len(data.runs) == 3
+    rs.save_engine(trained, None, None)
+    (rs.path / "index.json").write_bytes(b"\x00\xff")
+    assert rs.load().engine_path is not None  # the model is found without its index entry
 
 
 def test_a_stored_engine_that_is_corrupt_is_refused_with_its_name(tmp_path, trained):

@@ -123,7 +123,7 @@ class RunStore:
     # ---- reading ----------------------------------------------------------------------------
     @property
     def exists(self) -> bool:
-        return (self.path / "index.json").is_file() or (self.path / "runs").is_dir()
+        return self.path.is_dir()
 
     def index(self) -> tuple[dict[str, Any], list[str]]:
         """The index (rebuilt from the run folders when it is missing or unreadable) and problems."""
@@ -136,7 +136,10 @@ class RunStore:
             problems = []
         except (StoreError, OSError) as exc:
             problems = [f"the workspace index was unreadable ({exc}); it was rebuilt from the run folders"]
-        return {"version": INDEX_VERSION, "runs": self._scan_runs()}, problems
+        idx: dict[str, Any] = {"version": INDEX_VERSION, "runs": self._scan_runs()}
+        if (self.path / "engine" / "checkpoint").is_dir():
+            idx["engine"] = {}
+        return idx, problems
 
     def _scan_runs(self) -> list[dict[str, Any]]:
         out = []

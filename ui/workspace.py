@@ -56,8 +56,12 @@ def store() -> RunStore | None:
 def _restore(ws_id: str) -> None:
     ss = st.session_state
     try:
-        data = RunStore(ws_id).load()
+        rs = RunStore(ws_id)
+        if not rs.exists:  # a new link, or a store that was cleared: a fresh workspace under this id
+            return
+        data = rs.load()
     except (OSError, StoreError) as exc:
+        log.warning("workspace %s could not be read: %s", ws_id, exc)
         ss["ws_problems"] = [f"the workspace could not be read ({exc})"]
         return
     ss.setdefault("runs", [])[:0] = [{**r.entry, "run_id": r.run_id} for r in data.runs if r.entry]
