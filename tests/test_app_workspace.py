@@ -10,6 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from engine.tasks import EXAMPLE_CSV
 from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     APP,
     _restore_torch_threads,
@@ -68,6 +69,8 @@ def test_a_reload_with_the_workspace_id_restores_runs_model_source_and_mechanism
     train_a_few_iterations(at)
     eng = at.session_state["engine"]
     assert eng.is_trained and session_runs(at)
+    [stored] = RunStore(ws).listing()
+    assert stored.name == session_runs(at)[0] and stored.has_checkpoint  # stored as the run finished
     assert eng.import_mechanisms(GOOD) == 1
     at.run()  # a model changed on this run is stored at its end
 
@@ -160,3 +163,24 @@ def test_a_corrupt_store_restores_what_it_can_and_names_the_rest():
     at.run()
     ok(at)
     assert at.session_state["engine"].history.iteration == eng.history.iteration
+
+
+def test_an_uploaded_csv_source_comes_back_after_a_reload():
+    at = open_app(page="pages/tasks.py")
+    ws = at.query_params["ws"]
+    at.radio(key="tasks_kind").set_value("upload_csv")
+    at.run()
+    at.file_uploader(key="csv_upload").set_value(("plants.csv", EXAMPLE_CSV.read_bytes(), "text/csv"))
+    at.run()
+    at.selectbox(key="csv_target").set_value("failure")
+    at.run()
+    button(at, "Use this task source").click()
+    at.run()
+    ok(at)
+    src = at.session_state["source"]
+    again = open_app(ws, "pages/train.py")
+    ok(again)
+    back = again.session_state["source"]
+    assert back is not src and back.target_column == "failure" and back.task_type == "classification"
+    assert back.feature_names == src.feature_names and back.task_ids == src.task_ids
+    assert (RunStore(ws).path / "source" / "upload.csv").read_bytes() == EXAMPLE_CSV.read_bytes()
