@@ -6,7 +6,7 @@ browser session's engine (every session has its own, in ``st.session_state``).
 
 import streamlit as st
 
-from ui import session
+from ui import session, workspace
 
 st.set_page_config(page_title="Causal one-shot meta-learning explorer", page_icon="🧠", layout="wide")
 
@@ -22,8 +22,11 @@ PAGES = [
 
 session.configure_torch()
 page = st.navigation(PAGES)
+workspace.open_workspace()  # ?ws=<id>: this session's workspace, restored from the run store on a reload
 session.sidebar()
+workspace.sidebar_note()
 page.run()
+workspace.save_engine()  # a model changed on this run (loaded, discovered) is stored for the next reload
 # A finished script run is proof of life too: a run slowed by a loaded machine (a Start that
 # begins training, then draws the page) heartbeats its jobs again before the first poll.
 session.heartbeat_all()

@@ -8,6 +8,7 @@ from engine.tasks import EXAMPLE_CSV, OMNIGLOT_DIR, TaskError, make_task_source
 from ui import components, figures, session
 from ui.config_form import preset_values
 from ui.episodes import image_episode, sample_vector_episode, sinusoid_preview
+from ui.source_recipe import upload_recipe
 from ui.sources import guess_columns, read_csv_upload, source_label, tabular_source
 from ui.tables import episode_table, scm_graph_table, target_name
 from ui.text import md_escape
@@ -50,6 +51,7 @@ def build(fn, *args, **kwargs):
 
 
 candidate, problem, frame = None, None, None
+stored = {}  # an upload's recipe and file, so the workspace keeps the source over a reload
 if kind == "sinusoid":
     st.markdown("The MAML benchmark: y = A · sin(x − phase), A in [0.1, 5], phase in [0, π], x in [−5, 5].")
     candidate, problem = build(session.builtin_source, "sinusoid")
@@ -137,6 +139,8 @@ elif kind == "upload_csv":
                 "feature columns", feats_all, default=feats_all, key=f"csv_feats_{target}_{task_col}"
             )
             candidate, problem = build(tabular_source, frame, target, task_col, feats, ttype)
+            params = {"target_column": target, "task_column": task_col, "task_type": ttype, "feature_columns": feats}
+            stored = {"recipe": upload_recipe("tabular", params), "upload": (up.name, up.getvalue())}
             if problem:
                 st.error(md_escape(problem))
                 problem = None
@@ -153,6 +157,8 @@ elif kind == "upload_zip":
         candidate, problem = build(
             make_task_source, "images", path=up.getvalue(), n_way=int(n_way), within_group=within
         )
+        params = {"n_way": int(n_way), "within_group": within}
+        stored = {"recipe": upload_recipe("images", params), "upload": (up.name, up.getvalue())}
         if candidate is not None:
             try:  # a held-out episode must be drawable, else the source is not usable
                 image_episode(candidate, 1, 1, "test", 0)
@@ -174,7 +180,7 @@ if candidate is not None:
         disabled=in_use or session.running_job() is not None,
         key="use_source",
     ):
-        session.set_source(candidate)
+        session.set_source(candidate, **stored)
         if candidate.name == "tabular" and frame is not None:  # the Causal direction page learns a graph from it
             st.session_state["tasks_csv"] = {"frame": frame, "task_column": candidate.task_column}
         components.apply_values(preset_values(candidate.name, session.config_values()))

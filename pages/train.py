@@ -6,7 +6,7 @@ import streamlit as st
 
 from engine import CheckpointError, ConfigError, OneShotMetaLearningEngine
 from engine.checkpoint import checkpoint_zip_bytes
-from ui import components, figures, session
+from ui import components, figures, session, workspace
 from ui.config_form import build_config, plain_baseline, preset_values
 from ui.fit import check_algorithm_fits, engine_fit_problem
 from ui.jobs import evolve_job, training_job
@@ -225,6 +225,8 @@ else:
             hide_index=True,
             width="stretch",
         )
+
+workspace.stored_runs_panel(busy)
 
 # ------------------------------------------------------------------------------ checkpoints
 st.subheader("Checkpoints")

@@ -16,6 +16,12 @@ from engine.tasks import OMNIGLOT_DIR as OMNIGLOT  # noqa: E402  (assets/omniglo
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _run_store_in_tmp(tmp_path_factory, monkeypatch):
+    """The app's run store (ui.run_store) writes under a temporary folder, never under ~/.cache."""
+    monkeypatch.setenv("CAUSAL_EXPLORER_STORE", str(tmp_path_factory.mktemp("workspaces")))
+
+
 @pytest.fixture(scope="session")
 def omniglot_dir() -> Path:
     return OMNIGLOT

@@ -1,8 +1,9 @@
 """Per-browser-session state (engine, task source, config values, workers, runs) and the sidebar.
 
-Everything here lives in ``st.session_state``, so each browser session has its own engine
-and its own workers. Only built-in, read-only task sources are shared between sessions
-(``st.cache_resource``).
+Everything here lives in ``st.session_state``, so each browser session has its own engine.
+Workers belong to the session's workspace (``ui.workspace``: its id is in the URL) and live in a
+process-wide registry, so a reloaded page finds its running job. Only built-in, read-only task
+sources are shared between sessions (``st.cache_resource``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from engine import OneShotMetaLearningEngine
 from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 
 from .config_form import build_config, default_values, preset_values
+from .job_registry import JobRegistry
 from .jobs import worker_progress
+from .source_recipe import recipe_for_call, remember
 from .sources import source_label
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED, Worker
@@ -45,6 +48,9 @@ WORKER_LABELS = {
 # gone). CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT overrides it (the browser tests use a few seconds).
 HEARTBEAT_TIMEOUT = float(os.environ.get("CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT", "") or 30.0)
 POLL_SECONDS = 0.5
+# Workers by workspace id, process-wide: a reload (a new browser session of the same workspace)
+# finds its running job here. A reload reconnects within seconds, well inside HEARTBEAT_TIMEOUT.
+REGISTRY = JobRegistry(lambda: Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT))
 
 
 def configure_torch() -> None:
@@ -66,7 +72,9 @@ def configure_torch() -> None:
 def builtin_source(name: str, **params: Any) -> TaskSource:
     """``engine.tasks.make_task_source(name, **params)`` over built-in data, shared between
     sessions (cached: a source is read-only once built)."""
-    return make_task_source(name, **params)
+    src = make_task_source(name, **params)
+    remember(src, recipe_for_call(name, params))  # the run store keeps the recipe, not the source
+    return src
 
 
 def omniglot_zips() -> list[str]:
@@ -83,9 +91,14 @@ def source() -> TaskSource:
     return ss["source"]
 
 
-def set_source(src: TaskSource) -> None:
+def set_source(src: TaskSource, recipe: dict[str, Any] | None = None, upload: tuple[str, bytes] | None = None) -> None:
+    """Use ``src`` in this session and store it in the workspace: ``recipe`` (ui.source_recipe) and
+    ``upload`` (file name, bytes) for a source built from an uploaded file; built-in ones know theirs."""
+    from . import workspace
+
     st.session_state["source"] = src
     st.session_state["source_version"] = st.session_state.get("source_version", 0) + 1
+    workspace.save_source(src, recipe, upload)
 
 
 def config_values() -> dict[str, Any]:
@@ -115,8 +128,13 @@ def runs() -> list[dict[str, Any]]:
     return st.session_state.setdefault("runs", [])
 
 
-def add_run(name: str, history: dict[str, Any], config: Any, note: str = "") -> None:
-    """Keep a finished run's history for overlays (a run with the same name is replaced)."""
+def add_run(
+    name: str, history: dict[str, Any], config: Any, note: str = "", eng: OneShotMetaLearningEngine | None = None
+) -> None:
+    """Keep a finished run's history for overlays (a run with the same name is replaced), and store
+    it in the workspace with ``eng``'s checkpoint when given."""
+    from . import workspace
+
     entry = {
         "name": name,
         "history": history,
@@ -125,6 +143,7 @@ def add_run(name: str, history: dict[str, Any], config: Any, note: str = "") -> 
         "config": config.to_dict(),
         "note": note,
     }
+    workspace.save_run(entry, eng)
     rs = runs()
     for i, r in enumerate(rs):
         if r["name"] == name:
@@ -140,16 +159,31 @@ def session_dir() -> Path:
     return Path(ss["session_dir"])
 
 
+def workers() -> dict[str, Worker]:
+    """This session's workers by kind: its workspace's, shared with the workspace's other sessions."""
+    ss = st.session_state
+    ws = ss.get("ws_id")
+    if ws is None:  # a page run without app.py's workspace
+        return ss.setdefault("workers", {})
+    ss["workers"] = REGISTRY.workers(ws)
+    return ss["workers"]
+
+
 def worker(kind: str) -> Worker:
-    workers = st.session_state.setdefault("workers", {})
-    if kind not in workers:
-        workers[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
-    return workers[kind]
+    ws = st.session_state.get("ws_id")
+    if ws is not None:
+        w = REGISTRY.worker(ws, kind)
+        workers()  # the session's view of the registry, should it have been renewed
+        return w
+    space = workers()
+    if kind not in space:
+        space[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
+    return space[kind]
 
 
 def running_job() -> str | None:
     """The kind of the job running in this session, if any."""
-    for kind, w in st.session_state.get("workers", {}).items():
+    for kind, w in workers().items():
         if w.running:
             return kind
     return None
@@ -175,7 +209,7 @@ def keep_inputs(keys: dict[str, Any]) -> None:
 
 
 def heartbeat_all() -> None:
-    for w in st.session_state.get("workers", {}).values():
+    for w in workers().values():
         if w.running:
             w.heartbeat()
 
@@ -187,22 +221,23 @@ def start_job(kind: str, fn: Any, label: str, **meta: Any) -> str | None:
         return f"The {WORKER_LABELS.get(other, other)} is still running: stop it first."
     w = worker(kind)
     w.start(fn, label=label, **meta)
-    st.session_state.setdefault("finalized", {})[kind] = False
     return None
 
 
 def finalize_jobs() -> bool:
-    """Collect finished jobs' results into the session (once per job). True if one finished now."""
-    ss = st.session_state
-    done = ss.setdefault("finalized", {})
+    """Collect finished jobs' results into the session (once per job, by one session of the
+    workspace). True if one finished now."""
+    from . import workspace
+
     changed = False
-    for kind, w in ss.get("workers", {}).items():
-        if w.running or w.status not in (DONE, STOPPED, ERROR) or done.get(kind, True):
+    for kind, w in list(workers().items()):
+        if w.running or w.status not in (DONE, STOPPED, ERROR) or not REGISTRY.claim_result(w):
             continue
-        done[kind] = True
         changed = True
         if kind == "train":
             _finalize_training(w)
+    if changed:
+        workspace.save_engine(force=True)  # trained or discovered: store the model now
     return changed
 
 
@@ -219,12 +254,15 @@ def _finalize_training(w: Worker) -> None:
             st.session_state["unfinished_engine"] = successor
     result = w.result or {}
     engines = w.meta.get("engines", {})
+    main = engines.get(w.meta.get("run_name"))
+    if successor is None and main is not None and st.session_state.get("engine") is not main:
+        set_engine(main)  # a session reattached after a reload: the run trained its model in place
     for name, eng in engines.items():
         hist = result.get(name)
         if hist is None and eng.history is not None:
             hist = eng.history.to_dict()
         if hist and hist.get("iteration"):
-            add_run(name, hist, eng.config, note=w.stop_reason or "")
+            add_run(name, hist, eng.config, note=w.stop_reason or "", eng=eng)
 
 
 # ---------------------------------------------------------------------------------------------
