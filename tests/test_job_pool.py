@@ -12,7 +12,7 @@ from ui.job_pool import DONE, ERROR, QUEUED, RUNNING, STOPPED, JobPool, JobRefus
 
 
 # Work functions run in spawned processes: module level, so they pickle by reference.
-def count_work(worker, n: int, delay: float) -> int:
+def count_work(n: int, delay: float, worker) -> int:
     for i in range(n):
         if worker.should_stop():
             break
@@ -21,7 +21,7 @@ def count_work(worker, n: int, delay: float) -> int:
     return n
 
 
-def stubborn_work(worker, seconds: float) -> str:
+def stubborn_work(seconds: float, worker) -> str:
     time.sleep(seconds)  # like one long backward pass: never looks at should_stop
     return "finished"
 
@@ -120,5 +120,29 @@ def test_a_closed_sessions_job_ends():
         job = p.submit("gone", count_work, 10_000, 0.01)
         assert job.join(180)
         assert job.status == STOPPED and "no heartbeat" in job.stop_reason
+    finally:
+        p.shutdown()
+
+
+def test_a_pooled_training_job_trains_the_servers_engine_in_place():
+    """What the page gives a job (the engine) is what it finds trained afterwards, as with a thread."""
+    from engine import OneShotMetaLearningEngine
+    from engine.tasks import SinusoidTaskSource
+    from ui.config_form import build_config, preset_values
+    from ui.jobs import training_job
+    from ui.pooled_worker import PooledWorker
+
+    p = JobPool(workers=1, sync_types=(OneShotMetaLearningEngine,))
+    try:
+        src = SinusoidTaskSource()
+        cfg = build_config(preset_values("sinusoid")).replace(num_meta_iterations=3, val_episodes=2)
+        eng = OneShotMetaLearningEngine(cfg)
+        w = PooledWorker(lambda: p)
+        w.start(training_job(eng, src, "causal"), label="training")
+        assert w.join(180) and w.status == DONE, w.error
+        assert [r["run"] for r in w.records()] == ["causal"] * 3
+        assert eng.is_trained and len(eng.history.iteration) == 3
+        assert w.result["causal"]["iteration"] == eng.history.iteration
+        assert w.snapshot()["generation"] == 1 and w.position() is None
     finally:
         p.shutdown()

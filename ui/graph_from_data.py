@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -113,23 +114,30 @@ def graph_job(
 ) -> Callable[[Worker], dict[str, Any]]:
     """The work function: our graph, then every baseline, reporting each step; the result also
     carries the truth's edges (``truth``) so the page can classify every graph's edges."""
+    return partial(_learn_graph, frame, task_column, observational, targets, truth)
 
-    def job(worker: Worker) -> dict[str, Any]:
-        def progress(message: str, done: int, total: int) -> None:
-            if worker.should_stop():
-                raise WorkerStopped
-            worker.report({"done": done, "total": total, "fraction": done / total, "message": message})
 
-        result = learn_graph(
-            frame, task_column, observational, targets=targets, truth=truth, baselines=True, progress=progress
-        )
-        if truth is not None:
-            adj = read_truth(truth, result["variables"])
-            names = result["variables"]
-            result["truth"] = [[names[u], names[v]] for u, v in zip(*np.nonzero(adj), strict=True)]
-        return result
+def _learn_graph(
+    frame: pd.DataFrame,
+    task_column: str,
+    observational: str | None,
+    targets: Any,
+    truth: pd.DataFrame | None,
+    worker: Worker,
+) -> dict[str, Any]:
+    def progress(message: str, done: int, total: int) -> None:
+        if worker.should_stop():
+            raise WorkerStopped
+        worker.report({"done": done, "total": total, "fraction": done / total, "message": message})
 
-    return job
+    result = learn_graph(
+        frame, task_column, observational, targets=targets, truth=truth, baselines=True, progress=progress
+    )
+    if truth is not None:
+        adj = read_truth(truth, result["variables"])
+        names = result["variables"]
+        result["truth"] = [[names[u], names[v]] for u, v in zip(*np.nonzero(adj), strict=True)]
+    return result
 
 
 def graph_views(result: Mapping[str, Any]) -> dict[str, np.ndarray]:

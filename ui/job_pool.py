@@ -4,8 +4,8 @@ The server process only schedules, relays progress and holds results (no Streaml
 unit-testable). Each slot of the pool is one long-lived worker process (``spawn``: a clean
 interpreter, so no lock or thread pool of the server is inherited) that runs one job at a time.
 
-* A job is a picklable callable ``fn(worker, *args)`` (a module-level function or a
-  ``functools.partial`` of one); ``worker`` offers the verbs of :class:`ui.worker.Worker`
+* A job is a picklable callable ``fn(*args, worker)`` (a module-level function and the
+  arguments before the worker, as ``functools.partial(fn, *args)`` would call it); ``worker`` offers the verbs of :class:`ui.worker.Worker`
   (``report``, ``should_stop``, ``progress_callback``), so a work function runs in a thread or
   in a process unchanged. Its return value comes back by pickle (between our own processes only).
 * Fair queue: first come, first served, and a session holds at most one queued or running job,
@@ -68,7 +68,17 @@ class _ChildWorker:
         return callback
 
 
-def _child_main(conn: Connection, stop: Any, threads: int) -> None:
+def stateful_arguments(args: tuple, types: tuple[type, ...]) -> list[Any]:
+    """The arguments (or members of tuple, list and dict arguments) of the given types, in order:
+    the objects a job changes in place, which a worker process sends back to the server."""
+    found = []
+    for a in args:
+        members = a.values() if isinstance(a, dict) else a if isinstance(a, tuple | list) else (a,)
+        found += [m for m in members if types and isinstance(m, types)]
+    return found
+
+
+def _child_main(conn: Connection, stop: Any, threads: int, sync_types: tuple[type, ...]) -> None:
     """A worker process: run jobs sent on ``conn`` until told to end (``None``)."""
     import torch
 
@@ -78,19 +88,22 @@ def _child_main(conn: Connection, stop: Any, threads: int) -> None:
         if msg is None:
             return
         fn, args = msg
-        worker = _ChildWorker(conn, stop)
-        try:
-            result = fn(worker, *args)
-        except WorkerStopped:
-            conn.send(("end", STOPPED, None, None))
-        except Exception as exc:  # noqa: BLE001 - any failure becomes a message for the page
-            if stop.is_set():
-                conn.send(("end", STOPPED, None, None))
-            else:
-                text = _message(exc) if isinstance(exc, _USER_ERRORS) else f"{type(exc).__name__}: {_message(exc)}"
-                conn.send(("end", ERROR, None, text))
-        else:
-            conn.send(("end", STOPPED if stop.is_set() else DONE, result, None))
+        status, result, error = _run_job(fn, args, _ChildWorker(conn, stop), stop)
+        # What the job changed in place travels back with its result (one pickle: shared references stay shared).
+        conn.send(("end", status, result, error, stateful_arguments(args, sync_types)))
+
+
+def _run_job(fn: Callable, args: tuple, worker: _ChildWorker, stop: Any) -> tuple[str, Any, str | None]:
+    try:
+        result = fn(*args, worker)
+    except WorkerStopped:
+        return STOPPED, None, None
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message for the page
+        if stop.is_set():
+            return STOPPED, None, None
+        text = _message(exc) if isinstance(exc, _USER_ERRORS) else f"{type(exc).__name__}: {_message(exc)}"
+        return ERROR, None, text
+    return (STOPPED if stop.is_set() else DONE), result, None
 
 
 # ------------------------------------------------------------------------------------- the jobs
@@ -181,10 +194,10 @@ class PoolJob:
 class _Slot:
     """One worker process and the job it runs."""
 
-    def __init__(self, ctx: Any, threads: int) -> None:
+    def __init__(self, ctx: Any, threads: int, sync_types: tuple[type, ...]) -> None:
         self.conn, child = ctx.Pipe()
         self.stop = ctx.Event()
-        self.process = ctx.Process(target=_child_main, args=(child, self.stop, threads), daemon=True)
+        self.process = ctx.Process(target=_child_main, args=(child, self.stop, threads, sync_types), daemon=True)
         self.process.start()
         child.close()
         self.job: PoolJob | None = None
@@ -200,7 +213,11 @@ class JobPool:
         threads_per_worker: int = 1,
         stop_grace: float = 1.0,
         heartbeat_timeout: float = 30.0,
+        sync_types: tuple[type, ...] = (),
     ) -> None:
+        """``sync_types``: arguments of these types that a job changes in place are, when it ends,
+        updated in the server from the worker's copies (as if the job had run in a thread)."""
+        self.sync_types = tuple(sync_types)
         self.size = max(1, int(workers or os.cpu_count() or 1))
         self.threads = threads_per_worker
         self.stop_grace = float(stop_grace)
@@ -208,7 +225,7 @@ class JobPool:
         self._ctx = mp.get_context("spawn")
         self._lock = threading.RLock()
         self._queue: deque[PoolJob] = deque()
-        self._slots = [_Slot(self._ctx, self.threads) for _ in range(self.size)]
+        self._slots = [_Slot(self._ctx, self.threads, self.sync_types) for _ in range(self.size)]
         self._ids = itertools.count(1)
         self._durations: dict[str, deque[float]] = {}
         self._closed = False
@@ -217,7 +234,7 @@ class JobPool:
 
     # ---- submitting and stopping -----------------------------------------------------------------
     def submit(self, session: str, fn: Callable, *args: Any, label: str = "", **meta: Any) -> PoolJob:
-        """Queue ``fn(worker, *args)`` for ``session``; JobRefused if it has a job queued or running."""
+        """Queue ``fn(*args, worker)`` for ``session``; JobRefused if it has a job queued or running."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job pool is shut down")
@@ -316,11 +333,14 @@ class JobPool:
                 job._records.append(msg[1])
                 job._reported_at = time.monotonic()
             else:
-                _, status, result, error = msg
+                _, status, result, error, changed = msg
                 slot.job = None
+                for local, remote in zip(stateful_arguments(job.args, self.sync_types), changed, strict=True):
+                    local.__dict__.update(remote.__dict__)
                 self._end(job, status, result, error)
 
     def _crashed(self, slot: _Slot) -> None:
+        slot.process.join(2)  # reap it, so its exit code is known
         job, code = slot.job, slot.process.exitcode
         slot.job = None
         self._replace(slot)
@@ -367,7 +387,7 @@ class JobPool:
 
     def _replace(self, slot: _Slot) -> None:
         slot.conn.close()
-        fresh = _Slot(self._ctx, self.threads)
+        fresh = _Slot(self._ctx, self.threads, self.sync_types)
         slot.conn, slot.stop, slot.process = fresh.conn, fresh.stop, fresh.process
 
     def _end(self, job: PoolJob, status: str, result: Any, error: str | None) -> None:

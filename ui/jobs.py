@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,6 +89,11 @@ def progress_of(record: dict[str, Any] | None, age: float = 0.0) -> tuple[float,
 def worker_progress(worker: Worker) -> tuple[float, str]:
     """The one place a job's progress and ETA are computed for display (the page and the sidebar
     show the same numbers at the same moment)."""
+    position = worker.position() if hasattr(worker, "position") else None
+    if position is not None:  # waiting in the server's queue (ui.job_pool)
+        eta = worker.eta_start()
+        wait = f"starts in about {format_seconds(eta)}" if eta is not None else "start time not known yet"
+        return 0.0, f"queued, position {position} · {wait}"
     return progress_of(worker.latest, worker.latest_age())
 
 
@@ -98,25 +104,31 @@ def training_job(
     baseline: tuple[OneShotMetaLearningEngine, str] | None = None,
 ) -> Callable[[Worker], dict[str, Any]]:
     """The work function of a training run: meta-train ``eng`` on ``source``, reporting every
-    iteration; then, optionally, a second engine (the plain baseline) on the same source."""
+    iteration; then, optionally, a second engine (the plain baseline) on the same source.
+    (A partial of a module-level function: it pickles, so it can run in a worker process.)"""
+    return partial(_train, eng, source, run_name, baseline)
 
-    def job(worker: Worker) -> dict[str, Any]:
-        out: dict[str, Any] = {}
 
-        def report_main(rec: dict[str, Any]) -> None:
-            worker.report({**rec, "run": run_name})
+def _train(
+    eng: OneShotMetaLearningEngine,
+    source: TaskSource,
+    run_name: str,
+    baseline: tuple[OneShotMetaLearningEngine, str] | None,
+    worker: Worker,
+) -> dict[str, Any]:
+    out = {run_name: eng.meta_train_sync(source, callback=_reporter(worker, run_name), stop=worker.should_stop)}
+    if baseline is not None and not worker.should_stop():
+        beng, bname = baseline
+        out[bname] = beng.meta_train_sync(source, callback=_reporter(worker, bname), stop=worker.should_stop)
+    return out
 
-        out[run_name] = eng.meta_train_sync(source, callback=report_main, stop=worker.should_stop)
-        if baseline is not None and not worker.should_stop():
-            beng, bname = baseline
 
-            def report_base(rec: dict[str, Any]) -> None:
-                worker.report({**rec, "run": bname})
+def _reporter(worker: Worker, run: str) -> Callable[[dict[str, Any]], None]:
+    return partial(_report_run, worker, run)
 
-            out[bname] = beng.meta_train_sync(source, callback=report_base, stop=worker.should_stop)
-        return out
 
-    return job
+def _report_run(worker: Worker, run: str, record: dict[str, Any]) -> None:
+    worker.report({**record, "run": run})
 
 
 def discovery_job(
@@ -124,45 +136,42 @@ def discovery_job(
 ) -> Callable[[Worker], Any]:
     """Work function of ``eng.discover_causal_patterns_sync`` on ``tasks`` (held-out tasks
     measure the effectiveness of the discovered priors), reporting its progress."""
+    return partial(_discover, eng, list(tasks), list(held_out) if held_out else None)
 
-    def job(worker: Worker) -> Any:
-        return eng.discover_causal_patterns_sync(
-            list(tasks),
-            progress=worker.progress_callback(),
-            stop=worker.should_stop,
-            held_out=list(held_out) if held_out else None,
-        )
 
-    return job
+def _discover(eng: OneShotMetaLearningEngine, tasks: list[Task], held_out: list[Task] | None, worker: Worker) -> Any:
+    return eng.discover_causal_patterns_sync(
+        tasks, progress=worker.progress_callback(), stop=worker.should_stop, held_out=held_out
+    )
 
 
 def direction_job(episodes: int, runs: int, n_categories: int) -> Callable[[Worker], dict[str, Any]]:
     """Work function of the two-variable experiment: ``runs`` seeds, ``episodes`` interventions,
     categorical variables with ``n_categories`` values; every callback reports sigma(gamma) of
     every seed, so the page can draw the belief curves live."""
+    return partial(_direction, episodes, runs, n_categories)
 
-    def job(worker: Worker) -> dict[str, Any]:
-        def callback(episode: int, sigmas: Sequence[float]) -> None:
-            worker.report(
-                {
-                    "done": int(episode),
-                    "total": int(episodes),
-                    "fraction": episode / max(1, episodes),
-                    "sigmas": [float(v) for v in sigmas],
-                    "message": f"median σ(γ) {float(np.median(sigmas)):.3f}",
-                }
-            )
 
-        return run_two_variable_experiment(
-            seeds=runs,
-            episodes=episodes,
-            n=n_categories,
-            callback=callback,
-            callback_every=max(1, episodes // 100),
-            stop=worker.should_stop,
+def _direction(episodes: int, runs: int, n_categories: int, worker: Worker) -> dict[str, Any]:
+    def callback(episode: int, sigmas: Sequence[float]) -> None:
+        worker.report(
+            {
+                "done": int(episode),
+                "total": int(episodes),
+                "fraction": episode / max(1, episodes),
+                "sigmas": [float(v) for v in sigmas],
+                "message": f"median σ(γ) {float(np.median(sigmas)):.3f}",
+            }
         )
 
-    return job
+    return run_two_variable_experiment(
+        seeds=runs,
+        episodes=episodes,
+        n=n_categories,
+        callback=callback,
+        callback_every=max(1, episodes // 100),
+        stop=worker.should_stop,
+    )
 
 
 def evolve_job(
@@ -171,26 +180,28 @@ def evolve_job(
     """Work function of a small config-evolution study (in memory) starting from ``config``:
     every record carries the finished-trial count, so the progress bar and the live
     optimisation history follow the study."""
+    return partial(_evolve, config, source, n_trials, budget)
 
-    def job(worker: Worker) -> EvolutionResult:
-        from engine.evolve import evolve_config  # Optuna loads when a study starts, not with every page
 
-        done = {"trials": 0}
+def _evolve(
+    config: OneShotMetaLearningConfig, source: TaskSource, n_trials: int, budget: int, worker: Worker
+) -> EvolutionResult:
+    from engine.evolve import evolve_config  # Optuna loads when a study starts, not with every page
 
-        def report(record: dict[str, Any]) -> None:
-            if record.get("event") == "trial":
-                done["trials"] = record["done"]
-            trial = f"trial {record['trial'] + 1}"
-            worker.report({**record, "done": done["trials"], "total": n_trials, "message": trial})
+    done = {"trials": 0}
 
-        return evolve_config(
-            source,
-            config,
-            n_trials=n_trials,
-            budget=budget,
-            objective_episodes=20,
-            callback=report,
-            stop=worker.should_stop,
-        )
+    def report(record: dict[str, Any]) -> None:
+        if record.get("event") == "trial":
+            done["trials"] = record["done"]
+        trial = f"trial {record['trial'] + 1}"
+        worker.report({**record, "done": done["trials"], "total": n_trials, "message": trial})
 
-    return job
+    return evolve_config(
+        source,
+        config,
+        n_trials=n_trials,
+        budget=budget,
+        objective_episodes=20,
+        callback=report,
+        stop=worker.should_stop,
+    )

@@ -22,6 +22,7 @@ from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 from .config_form import build_config, default_values, preset_values
 from .job_registry import JobRegistry
 from .jobs import worker_progress
+from .pooled_worker import make_worker
 from .source_recipe import recipe_for_call, remember
 from .sources import source_label
 from .text import md_escape
@@ -50,7 +51,7 @@ HEARTBEAT_TIMEOUT = float(os.environ.get("CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT", ""
 POLL_SECONDS = 0.5
 # Workers by workspace id, process-wide: a reload (a new browser session of the same workspace)
 # finds its running job here. A reload reconnects within seconds, well inside HEARTBEAT_TIMEOUT.
-REGISTRY = JobRegistry(lambda: Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT))
+REGISTRY = JobRegistry(lambda: make_worker(HEARTBEAT_TIMEOUT))
 
 
 def configure_torch() -> None:
@@ -177,7 +178,7 @@ def worker(kind: str) -> Worker:
         return w
     space = workers()
     if kind not in space:
-        space[kind] = Worker(heartbeat_timeout=HEARTBEAT_TIMEOUT)
+        space[kind] = make_worker(HEARTBEAT_TIMEOUT)
     return space[kind]
 
 
@@ -250,7 +251,7 @@ def _finalize_training(w: Worker) -> None:
         finished = hist is not None and len(hist.iteration) >= successor.config.num_meta_iterations
         if w.status == DONE or finished:  # finished: only its plain baseline was stopped
             set_engine(successor)
-        else:
+        elif hist is not None:  # a run ended by killing its worker process has nothing to offer
             st.session_state["unfinished_engine"] = successor
     result = w.result or {}
     engines = w.meta.get("engines", {})
