@@ -8,7 +8,6 @@ ready model is exactly what its benchmark measures.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +58,14 @@ def compact_curves(folder: Path) -> None:
     path.write_text(text.replace(marker, json.dumps(history, separators=(",", ":"))) + "\n", encoding="utf-8")
 
 
+def save_ready(eng: OneShotMetaLearningEngine, out: Path) -> None:
+    """Save without the optimiser state (a ready model is adapted, not resumed; loading Adam would cost the
+    app's first page seconds of torch imports) and with compact curves."""
+    eng.optimizer = None
+    eng.save_sync(out)
+    compact_curves(out)
+
+
 def make_sinusoid_metasgd(out: Path) -> dict[str, Any]:
     """Meta-SGD with gates (the sinusoid_quality benchmark's GRADIENT_CAUSAL) at 20000 iterations."""
     bench = _import_benchmark("sinusoid_quality")
@@ -69,8 +76,7 @@ def make_sinusoid_metasgd(out: Path) -> dict[str, Any]:
     eng.meta_train_sync(source)
     train_s = time.perf_counter() - t0
     eng.source_info = {**source.describe(), "cli_source": "sinusoid", "cli_args": {}}
-    eng.save_sync(out)
-    compact_curves(out)
+    save_ready(eng, out)
     quality = {}
     for shots in (1, 2, 5):
         mean, ci = common.mean_ci95(bench.heldout_mse(eng, source, shots, SINUSOID_EVAL_TASKS))
@@ -92,8 +98,7 @@ def make_scm_mechanisms(out: Path) -> dict[str, Any]:
     t1 = time.perf_counter()
     records = eng.discover_causal_patterns_sync(source.tasks("val", SCM_DISCOVERY_TASKS, seed=0))
     discover_s = time.perf_counter() - t1
-    eng.save_sync(out)
-    compact_curves(out)
+    save_ready(eng, out)
     test = eng.evaluate_sync(source, "test", episodes=100)
     return {
         "train_seconds": train_s,
@@ -105,7 +110,8 @@ def make_scm_mechanisms(out: Path) -> dict[str, Any]:
 
 
 def make_omniglot_proto(out: Path) -> dict[str, Any]:
-    """The omniglot_quality benchmark's one-hour CPU recipe; its 60-minute checkpoint is copied in."""
+    """The omniglot_quality benchmark's one-hour CPU recipe; its 60-minute checkpoint is saved here as a ready
+    model (``save_ready``)."""
     bench = _import_benchmark("omniglot_quality")
     t0 = time.perf_counter()
     bench.main(list(OMNIGLOT_ARGV))
@@ -113,9 +119,7 @@ def make_omniglot_proto(out: Path) -> dict[str, Any]:
     made = bench.checkpoint_path("small1", "ready", 60)
     if not (made / "model.safetensors").is_file():
         raise RuntimeError(f"the Omniglot benchmark left no checkpoint at {made}")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(made, out)
+    save_ready(OneShotMetaLearningEngine.from_checkpoint(made, device="cpu"), out)
     return {"train_seconds": train_s, "benchmark_argv": list(OMNIGLOT_ARGV)}
 
 

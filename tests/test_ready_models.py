@@ -23,6 +23,8 @@ def test_every_ready_model_is_shipped_loads_and_is_for_its_task_kind(name):
     assert model.exists(), f"{model.path} lacks model.safetensors or config.json"
     eng = load_ready_model(name)
     assert eng.is_trained
+    # saved by save_ready: restoring Adam state imports torch._dynamo, seconds on the app's first page
+    assert eng.optimizer is None and not (model.path / "optimizer.safetensors").exists()
     assert (eng.source_info or {}).get("name") == model.source
     assert READY_FOR_KIND[model.source] == name  # the app uses it for its kind
 
