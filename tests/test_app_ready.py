@@ -109,3 +109,15 @@ def test_choosing_scm_tasks_uses_the_ready_scm_model_and_its_mechanisms():
     at.run()
     ok(at)
     assert "Model: **none**" in sidebar(at)
+
+
+def test_image_tasks_get_the_ready_omniglot_model_only_at_its_image_size():
+    from engine.tasks import EXAMPLE_CSV, make_task_source
+    from ui.ready import ready_name_for
+
+    assert ready_name_for(make_task_source("images")) == "omniglot_proto"
+    assert ready_name_for(make_task_source("images", image_size=20)) is None
+    assert (
+        ready_name_for(make_task_source("tabular", data=EXAMPLE_CSV, target_column="failure", task_column="plant"))
+        is None
+    )
