@@ -31,7 +31,7 @@ import urllib.request
 from .browser import CHROMIUM, CHROMIUM_ARGS, IDLE, free_port, streamlit_command
 from .common import ROOT, machine_line, update_markdown_section, write_result
 
-START = "1 · Meta-train on sinusoids"
+START = "Meta-train your own (replaces the ready model for this session)"
 
 
 def _server(port: int, session_ttl: int | None) -> subprocess.Popen:

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from engine import create_one_shot_meta_learning_engine
+from engine import OneShotMetaLearningEngine, create_one_shot_meta_learning_engine
 from engine.tasks import SinusoidTaskSource
 
 from .common import machine_line, mean_ci95, update_markdown_section, write_result
@@ -31,39 +31,56 @@ VARIANTS = {
 }
 
 
+def build_engine(variant: str, iterations: int, seed: int) -> OneShotMetaLearningEngine:
+    """A fresh engine with the protocol's settings for one of ``VARIANTS`` (untrained)."""
+    return create_one_shot_meta_learning_engine(
+        **VARIANTS[variant],
+        inner_lr=0.01,
+        outer_lr=0.001,
+        num_inner_steps=1,
+        adaptation_steps=1,
+        support_shots=5,
+        query_shots=5,
+        meta_batch_size=25,
+        num_meta_iterations=iterations,
+        hidden_dim=40,
+        num_mechanisms=4,
+        eval_interval=max(1, iterations // 10),
+        val_episodes=50,
+        seed=seed,
+        device="cpu",
+    )
+
+
+def heldout_mse(
+    eng: OneShotMetaLearningEngine, source: SinusoidTaskSource, shots: int, tasks: int, steps: int = 1
+) -> list[float]:
+    """Per-task MSE on 100 query points after ``steps`` inner steps (the protocol: one) from ``shots``
+    support points, on held-out test tasks (the engine's config is restored afterwards)."""
+    saved = eng.config
+    eng.config = eng.config.replace(support_shots=shots, query_shots=100)
+    eng.learner.config = eng.config
+    try:
+        return [
+            eng.learner.evaluate_episode(ep, steps=steps)["mse"]
+            for ep in source.episodes("test", tasks, shots, 100, seed=10_000 + shots)
+        ]
+    finally:
+        eng.config = saved
+        eng.learner.config = saved
+
+
 def run(iterations: int, tasks: int, shots: list[int], seed: int, variants: list[str]) -> dict:
     source = SinusoidTaskSource()
     rows = []
     for name in variants:
-        eng = create_one_shot_meta_learning_engine(
-            **VARIANTS[name],
-            inner_lr=0.01,
-            outer_lr=0.001,
-            num_inner_steps=1,
-            adaptation_steps=1,
-            support_shots=5,
-            query_shots=5,
-            meta_batch_size=25,
-            num_meta_iterations=iterations,
-            hidden_dim=40,
-            num_mechanisms=4,
-            eval_interval=max(1, iterations // 10),
-            val_episodes=50,
-            seed=seed,
-            device="cpu",
-        )
+        eng = build_engine(name, iterations, seed)
         t0 = time.perf_counter()
         eng.meta_train_sync(source)
         train_s = time.perf_counter() - t0
         row = {"variant": name, "train_seconds": train_s, "iterations": iterations}
         for k in shots:
-            eng.config = eng.config.replace(support_shots=k, query_shots=100)
-            eng.learner.config = eng.config
-            values = [
-                eng.learner.evaluate_episode(ep, steps=1)["mse"]
-                for ep in source.episodes("test", tasks, k, 100, seed=10_000 + k)
-            ]
-            row[f"mse_{k}shot"], row[f"ci95_{k}shot"] = mean_ci95(values)
+            row[f"mse_{k}shot"], row[f"ci95_{k}shot"] = mean_ci95(heldout_mse(eng, source, k, tasks))
         rows.append(row)
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return {"rows": rows, "settings": {"iterations": iterations, "tasks": tasks, "shots": shots}}

@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output_options(p)
 
+    p = sub.add_parser("ready-models", help="make the ready-trained models in assets/models (see its README.md)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="make only these (default: all)")
+    p.add_argument("--threads", type=ranged(int, 1, 256), default=1, help="torch threads")
+    p.add_argument("--out-root", help="write the model folders here instead of assets/models")
+    _add_output_options(p)
+
     p = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (see BENCHMARKS.md)")
     p.add_argument("name", help="benchmark name, e.g. sinusoid_quality (list: python -m engine bench list)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (--help for its own)")
@@ -938,6 +944,17 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def cmd_ready_models(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from .ready_model_recipes import make_ready_models
+    from .ready_models import READY_DIR
+
+    torch.set_num_threads(args.threads)
+    made = make_ready_models(args.only, Path(args.out_root) if args.out_root else READY_DIR)
+    return {"command": "ready-models", "models": made, "message": f"made {', '.join(made)}"}
+
+
 def cmd_graph(args: argparse.Namespace) -> dict[str, Any]:
     from .graph_learning import learn_graph
 
@@ -968,6 +985,7 @@ COMMANDS = {
     "evolve": cmd_evolve,
     "graph": cmd_graph,
     "bench": cmd_bench,
+    "ready-models": cmd_ready_models,
 }
 
 

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from engine import OneShotMetaLearningEngine
-from ui import components, session
+from ui import components, ready, session
 from ui.config_form import build_config, preset_values
+from ui.episodes import sinusoid_grid
 from ui.fit import engine_fit_problem
 from ui.jobs import training_job
 
@@ -17,19 +18,10 @@ st.markdown(
     "intervene on mechanisms, all in this browser session."
 )
 
-st.subheader("30-second demo: a whole curve from one point")
-st.markdown(
-    "**1.** Meta-train a small network on random sinusoids *y = A · sin(x − phase)* for a few seconds. "
-    "**2.** Give it one point of a sinusoid it has never seen, by clicking the chart or typing it. "
-    "**3.** Watch the curve it adapts to in a few milliseconds. "
-    "One point pins the curve through it; a sinusoid has two unknowns, so tick *keep earlier points* and add a "
-    "second and third to watch it lock on (a few seconds of meta-training give a rough model; the published "
-    "MAML runs 70,000 iterations)."
-)
-
 src = session.source()
 eng = session.engine()
 w = session.worker("train")
+ready_model = ready.ready_in_use(eng)
 demo_ready = src.name == "sinusoid" and engine_fit_problem(eng, src) is None and eng.is_trained
 
 
@@ -53,31 +45,62 @@ def start_demo() -> None:
         st.session_state["demo_msg"] = msg
 
 
-c1, c2 = st.columns([2, 3])
-with c1:
+# ------------------------------------------------------------------------------ the sinusoid demo
+if ready_model is not None and demo_ready:
+    st.subheader("One-shot demo: a whole curve from one point")
+    st.markdown(
+        f"This session starts with the **{ready_model.title}**: meta-trained on 20,000 batches of random sinusoids "
+        "*y = A · sin(x − phase)*, ready on this server (no training needed). Below it meets a sinusoid it has "
+        "never seen and adapts from one, two and five of its points in a few milliseconds."
+    )
+    components.points_comparison(
+        "demo", src, measured=lambda: ready.ready_error_by_points(ready_model.name, src, sinusoid_grid(src))
+    )
+    st.markdown("**Your turn:** click the chart to give the model one point of this sinusoid (or type one).")
+    components.sinusoid_point_panel("demo", src)
     st.button(
-        "1 · Meta-train on sinusoids" if not demo_ready else "1 · Meta-train again from scratch",
-        type="primary" if not demo_ready else "secondary",
+        ready.TRAIN_YOUR_OWN,
         disabled=w.running,
         on_click=start_demo,
         key="demo_start",
-        help="Starts a fresh MAML_CAUSAL engine on the built-in sinusoid tasks (400 meta-iterations). "
-        "This replaces the session's engine.",
+        help="Starts a fresh MAML_CAUSAL engine on the built-in sinusoid tasks (400 meta-iterations). The ready "
+        "model stays on the server for other sessions.",
     )
-with c2:
-    if st.session_state.get("demo_msg"):
-        st.warning(st.session_state.pop("demo_msg"))
+else:
+    st.subheader("30-second demo: a whole curve from one point")
+    st.markdown(
+        "**1.** Meta-train a small network on random sinusoids *y = A · sin(x − phase)* for a few seconds. "
+        "**2.** Give it one point of a sinusoid it has never seen, by clicking the chart or typing it. "
+        "**3.** Watch the curve it adapts to in a few milliseconds. "
+        "One point pins the curve through it; a sinusoid has two unknowns, so tick *keep earlier points* and add a "
+        "second and third to watch it lock on (a few seconds of meta-training give a rough model; the published "
+        "MAML runs 70,000 iterations)."
+    )
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.button(
+            "1 · Meta-train on sinusoids" if not demo_ready else "1 · Meta-train again from scratch",
+            type="primary" if not demo_ready else "secondary",
+            disabled=w.running,
+            on_click=start_demo,
+            key="demo_start",
+            help="Starts a fresh MAML_CAUSAL engine on the built-in sinusoid tasks (400 meta-iterations). "
+            "This replaces the session's engine.",
+        )
+    with c2:
+        if st.session_state.get("demo_msg"):
+            st.warning(st.session_state.pop("demo_msg"))
 
-components.training_status("demo", title="meta-training: mean squared error falls as the network learns to adapt")
+    components.training_status("demo", title="meta-training: mean squared error falls as the network learns to adapt")
 
-if w.running:
-    st.info("Step 2 opens when training ends (or press Stop: a partly trained model adapts too).")
-elif demo_ready:
-    st.markdown("**2 · Give one point** of a new sinusoid, **3 · watch** the adapted curve.")
-    components.sinusoid_point_panel("demo", src)
-    components.points_comparison("demo", src)
-elif eng.is_trained:
-    st.info("The session's engine is trained on other tasks. Press step 1 to run the sinusoid demo.")
+    if w.running:
+        st.info("Step 2 opens when training ends (or press Stop: a partly trained model adapts too).")
+    elif demo_ready:
+        st.markdown("**2 · Give one point** of a new sinusoid, **3 · watch** the adapted curve.")
+        components.sinusoid_point_panel("demo", src)
+        components.points_comparison("demo", src)
+    elif eng.is_trained:
+        st.info("The session's engine is trained on other tasks. Press step 1 to run the sinusoid demo.")
 
 st.divider()
 st.markdown(

@@ -19,6 +19,7 @@ from engine import OneShotMetaLearningConfig, OneShotMetaLearningEngine
 from engine.tasks import EXAMPLE_CSV, SinusoidTaskSource, TabularTaskSource, make_task_source
 from tests.fixed_episode_data import copies_layout, write_fixed_zip
 from ui.config_form import build_config, preset_values
+from ui.ready import TRAIN_YOUR_OWN
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -117,7 +118,8 @@ def test_every_page_renders_with_a_trained_engine(sine_engine):
         at.switch_page(page)
         at.run()
         ok(at)
-    assert "trained, 20 iterations" in texts(at.sidebar.markdown)
+    assert "your model trained at" in texts(at.sidebar.markdown)
+    assert "20 iterations" in texts(at.sidebar.markdown)
 
 
 # ---------------------------------------------------------------------------------------------- home demo
@@ -125,7 +127,7 @@ def test_every_page_renders_with_a_trained_engine(sine_engine):
 
 def test_home_demo_trains_stops_and_adapts_to_one_typed_point():
     at = new_app()
-    button(at, "1 · Meta-train on sinusoids").click()
+    button(at, TRAIN_YOUR_OWN).click()
     at.run()
     ok(at)
     w = at.session_state["workers"]["train"]

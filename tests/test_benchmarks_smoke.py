@@ -205,6 +205,7 @@ def test_app_latency_smoke():
 
     result = app_latency.main(["--starts", "1", "--clicks", "1", "--no-write"])
     assert result["start_median_s"] > 0 and result["adapt_median_s"] > 0
+    assert 0 < result["first_adapted_median_s"] <= result["start_median_s"]
 
 
 @pytest.mark.slow

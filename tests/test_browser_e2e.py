@@ -24,6 +24,7 @@ from tests.browser_helpers import (
     streamlit_app,
     wait_idle,
 )
+from ui.ready import TRAIN_YOUR_OWN
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +112,7 @@ def chart_with(pg, trace_name: str):
 def test_guided_demo(page):
     pg = page
     no_exception(pg)
-    main_button(pg, "1 · Meta-train on sinusoids").click()
+    main_button(pg, TRAIN_YOUR_OWN).click()
     pg.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=60_000)
     # the live chart grows while training runs, and the UI stays responsive
     first = points_when(pg, lambda n: n >= 3, timeout_s=60)

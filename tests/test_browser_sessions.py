@@ -23,6 +23,7 @@ import pytest
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.browser_helpers import goto, main_button, require_browser, streamlit_app, wait_idle
+from ui.ready import TRAIN_YOUR_OWN
 from ui.worker import OS_THREAD_NAME
 
 pytestmark = pytest.mark.browser
@@ -157,7 +158,7 @@ def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path
         assert worker_threads(pid) == set()
 
         # both start training at once
-        main_button(a, "1 · Meta-train on sinusoids").click()
+        main_button(a, TRAIN_YOUR_OWN).click()
         main_button(b, "Start").click()
         for pg in (a, b):
             main_button(pg, "Stop").wait_for(state="visible")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -345,11 +345,13 @@ ONE_POINT_WHY = (
 )
 
 
-def points_comparison(key: str, src: SinusoidTaskSource) -> None:
+def points_comparison(key: str, src: SinusoidTaskSource, measured: Callable[[], dict[str, Any]] | None = None) -> None:
     """The held-out task from 1, 2 and 5 of its points side by side, error before and after each;
-    then the mean error over 100 held-out tasks against the number of points, measured on request."""
+    then the mean error over 100 held-out tasks against the number of points, measured on request,
+    or at once by ``measured`` (a cached measurement on a ready model)."""
     eng = session.engine()
     ss = st.session_state
+    ss.setdefault(f"{key}_seed", 0)
     st.markdown(f"**One, two, five points.** {ONE_POINT_WHY}")
     task = src.tasks("test", 1, seed=int(ss[f"{key}_seed"]))[0]
     grid = sinusoid_grid(src)
@@ -378,7 +380,13 @@ def points_comparison(key: str, src: SinusoidTaskSource) -> None:
                 delta_color="inverse",
             )
     sweep = ss.get(f"{key}_sweep")
-    if st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
+    if measured is not None:
+        data = measured()
+        if data is None:
+            _await_measurement(measured)
+        else:
+            sweep = {"ctx": ctx[:2], "data": data}
+    elif st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
         with st.spinner("adapting to 100 held-out tasks from 1, 2, 3, 5 and 10 points ..."):
             sweep = {"ctx": ctx[:2], "data": error_by_points(eng, src, grid)}
         ss[f"{key}_sweep"] = sweep
@@ -386,10 +394,22 @@ def points_comparison(key: str, src: SinusoidTaskSource) -> None:
         data = sweep["data"]
         plot(figures.error_by_points_figure(data), key=f"{key}_sweep_fig")
         after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
+        where = "on the ready model when this server first showed it" if measured else "now on this session's model"
         st.caption(
-            f"Measured now on this session's model: mean MSE before adaptation {data['mse_before']:.2f}; "
+            f"Measured {where}: mean MSE before adaptation {data['mse_before']:.2f}; "
             f"after adapting from n points (n → MSE): {after}."
         )
+
+
+def _await_measurement(measured: Callable[[], dict[str, Any] | None]) -> None:
+    """A note that polls once a second and reruns the page when the background measurement is done."""
+
+    def poll() -> None:
+        if measured() is not None:
+            st.rerun(scope="app")
+        st.caption("Measuring the mean error over 100 held-out tasks against the number of points …")
+
+    st.fragment(poll, run_every=1.0)()
 
 
 def _picked_point(event: Any) -> tuple[float, float] | None:

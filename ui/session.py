@@ -19,6 +19,7 @@ import streamlit as st
 from engine import OneShotMetaLearningEngine
 from engine.tasks import OMNIGLOT_DIR, TaskSource, make_task_source
 
+from . import ready
 from .config_form import build_config, default_values, preset_values
 from .job_registry import JobRegistry
 from .jobs import worker_progress
@@ -109,14 +110,22 @@ def config_values() -> dict[str, Any]:
     return ss["config_values"]
 
 
+def _default_engine() -> OneShotMetaLearningEngine:
+    try:
+        cfg = build_config(config_values(), source())
+    except ValueError:
+        cfg = build_config(default_values())
+    return OneShotMetaLearningEngine(cfg)
+
+
 def engine() -> OneShotMetaLearningEngine:
+    """The session's engine: the ready model for its task source (``ui.ready``) until the session trains or
+    loads its own, else an untrained one."""
     ss = st.session_state
-    if "engine" not in ss:
-        try:
-            cfg = build_config(config_values(), source())
-        except ValueError:
-            cfg = build_config(default_values())
-        ss["engine"] = OneShotMetaLearningEngine(cfg)
+    chosen = ready.engine_for(ss.get("engine"), source(), _default_engine, busy=running_job() is not None)
+    if chosen is not None:
+        ss["engine"] = chosen
+        ss["engine_version"] = ss.get("engine_version", 0) + 1
     return ss["engine"]
 
 
@@ -291,13 +300,7 @@ def _status_panel() -> None:
     rows = {
         "Tasks": source_label(src),
         "Algorithm": status["algorithm"],
-        "Model": (
-            "training…"
-            if training
-            else f"trained, {status['trained_iterations']} iterations"
-            if status["trained_iterations"]
-            else ("built, not trained" if status["initialized"] else "not built yet")
-        ),
+        "Model": ready.model_label(eng, training),
         "Trained on": status["task_source"] or "–",
         "Checkpoint": status["checkpoint"] or "none",
         "Device": status["device"],
