@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.algorithms import learner_class
 from engine.tasks import TaskError
-from ui import components, figures, session
+from ui import canvas, components, figures, session
 from ui.adaptation import adapt_images
 from ui.episodes import image_episode, make_episode, sample_vector_episode, vector_task_choices
 from ui.fixed_episodes import FIXED_HELP, confusion_frame, fixed_episode_table
@@ -21,6 +21,17 @@ src = session.source()
 kind = src.name
 st.caption(f"Task source: **{md_escape(source_label(src))}**")
 
+DRAW = "Draw symbols"
+if kind == "images":
+    modes = ["A held-out task from the data", DRAW, "My own images", "Fixed episodes (a zip)"]
+    mode = st.radio("examples", modes, horizontal=True, key="img_mode", label_visibility="collapsed")
+else:
+    with st.expander("Draw symbols: one-shot adaptation on your own drawings"):
+        canvas.draw_to_adapt("adapt_draw_other")
+if kind == "images" and mode == DRAW:
+    st.markdown("Draw **one example** of each new symbol, then a test symbol: it is labelled after every stroke.")
+    canvas.draw_to_adapt("adapt_draw")
+    st.stop()
 if not components.require_engine(src):
     st.stop()
 eng = session.engine()
@@ -40,13 +51,6 @@ if kind == "sinusoid":
 
 # ------------------------------------------------------------------------------ images
 elif kind == "images":
-    mode = st.radio(
-        "examples",
-        ["A held-out task from the data", "My own images", "Fixed episodes (a zip)"],
-        horizontal=True,
-        key="img_mode",
-        label_visibility="collapsed",
-    )
     if mode == "A held-out task from the data":
         ss.setdefault("img_seed", 0)
         c = st.columns([3, 1])

@@ -5,12 +5,14 @@ its inputs and results."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from engine import OneShotMetaLearningEngine
+from engine.occlusion import OcclusionMaps, occlusion_maps
 from engine.training import ci95_half_width
 
 from .episodes import make_episode
@@ -78,10 +80,22 @@ def adapt_images(
     result = eng.one_shot_adapt_sync(ep)
     out: dict[str, Any] = {"result": result, "labelled": labelled, "class_names": list(class_names)}
     if query_x is not None and len(query_x):
+        t0 = time.perf_counter()
         probs = eng.predict_proba_sync(np.asarray(query_x, dtype=np.float32)).numpy()
+        out["prediction_time"] = time.perf_counter() - t0  # the query pictures' own (result's is the episode's)
         out["probabilities"] = probs.tolist()
         out["predicted"] = probs.argmax(-1).tolist()
     return out
+
+
+def drawing_occlusion(
+    eng: OneShotMetaLearningEngine, support_x: np.ndarray, query_x: np.ndarray, predicted: Sequence[int], patch: int = 4
+) -> OcclusionMaps:
+    """Occlusion maps of one drawing per class (labels 0..n-1) and of unlabelled query drawings,
+    whose query loss is taken against the predicted labels (what supports the model's answer)."""
+    n = len(support_x)
+    ep = make_episode(support_x, list(range(n)), query_x, list(predicted), "classification", n, "your drawings")
+    return occlusion_maps(eng.learner, ep.to(eng.device), patch=patch)
 
 
 def masked_outputs(eng: OneShotMetaLearningEngine, x: Any, mask: Sequence[float] | None) -> np.ndarray:
