@@ -8,7 +8,7 @@ import streamlit as st
 from engine.algorithms import learner_class
 from engine.tasks import TaskError
 from ui import canvas, components, figures, session
-from ui.adaptation import adapt_images
+from ui.adaptation import adapt_images, episode_occlusion
 from ui.episodes import image_episode, make_episode, sample_vector_episode, vector_task_choices
 from ui.fixed_episodes import FIXED_HELP, confusion_frame, fixed_episode_table
 from ui.images import ImageInputError, images_to_batch
@@ -77,7 +77,13 @@ elif kind == "images":
                 ss["img_result"] = adapt_images(
                     eng, sx, sy.tolist(), ep.query_x.numpy(), ep.query_y.numpy().tolist(), names, task.name
                 )
-                ss["img_result"].update(query_x=ep.query_x.numpy(), query_y=ep.query_y.numpy().tolist(), mode=mode)
+                ss["img_result"].update(
+                    query_x=ep.query_x.numpy(),
+                    query_y=ep.query_y.numpy().tolist(),
+                    support_x=sx,
+                    support_y=sy.tolist(),
+                    mode=mode,
+                )
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
     elif mode == "My own images":
@@ -116,7 +122,9 @@ elif kind == "images":
         if st.button("Adapt and label my pictures", type="primary", disabled=not ok, key="own_adapt"):
             try:
                 ss["img_result"] = adapt_images(eng, sx, list(range(len(sx))), qx, None, class_names)
-                ss["img_result"].update(query_x=qx, query_y=None, mode=mode)
+                ss["img_result"].update(
+                    query_x=qx, query_y=None, support_x=sx, support_y=list(range(len(sx))), mode=mode
+                )
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
     else:
@@ -157,6 +165,18 @@ elif kind == "images":
                 caps.append(cap)
             st.markdown("**Predictions on the query pictures**")
             components.image_row(res["query_x"], caps, width=84)
+            if st.toggle("Show occlusion maps of the support pictures and the first 5 queries", key="img_occ"):
+                shown = slice(0, 5)
+                qy = (truth if truth is not None else res["predicted"])[shown]
+                maps = episode_occlusion(
+                    eng, res["support_x"], res["support_y"], res["query_x"][shown], qy, len(names), patch=4
+                )
+                components.occlusion_row(
+                    "img_occ", maps, res["support_x"], res["query_x"][shown],
+                    [names[y] for y in res["support_y"]], caps[shown],
+                )  # fmt: skip
+                if truth is None:
+                    st.caption("Your pictures have no labels: each query's loss is taken against its predicted label.")
 
 # ------------------------------------------------------------------------------ vectors
 elif kind in ("tabular", "scm"):

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from engine.ready_models import load_ready_model
-from ui.adaptation import adapt_images, drawing_occlusion
+from ui.adaptation import adapt_images, episode_occlusion
 from ui.canvas import is_image_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -52,7 +52,7 @@ def test_ready_model_labels_drawn_symbols(ready):
         out = adapt_images(ready, support, [0, 1, 2], query, None, ["circle", "cross", "bar"])
         assert out["predicted"] == [label], (label, out["probabilities"])
         assert out["prediction_time"] > 0 and out["result"]["adaptation_time"] > 0
-    maps = drawing_occlusion(ready, support, query, out["predicted"], patch=7)
+    maps = episode_occlusion(ready, support, [0, 1, 2], query, out["predicted"], 3, patch=7)
     assert maps.support.shape == (3, size // 7, size // 7) and maps.query.shape == (1, size // 7, size // 7)
     assert maps.query[0].max() > 0  # blanking some of the bar's strokes costs its own label
 
@@ -94,3 +94,27 @@ def test_missing_ready_model_is_a_clear_message(monkeypatch, tmp_path):
         assert any("No image model to adapt" in e.value and "omniglot" in e.value for e in at.error)
     finally:
         canvas._ready_engine.clear()
+
+
+def test_adapt_page_occlusion_maps_of_a_held_out_episode():
+    from engine import OneShotMetaLearningEngine
+    from engine.tasks import make_task_source
+    from ui.config_form import build_config, preset_values
+
+    src = make_task_source("images", n_way=3)
+    cfg = build_config(preset_values("images"), src).replace(conv_channels=8, hidden_dim=16, n_way=3)
+    eng = OneShotMetaLearningEngine(cfg)
+    eng.initialize_for_source(src)  # untrained is enough to exercise the page
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["source"], at.session_state["engine"] = src, eng
+    at.run()
+    at.switch_page("pages/adapt.py")
+    at.run()
+    next(b for b in at.button if b.label == "Adapt and label the query drawings").click()
+    at.run()
+    at.toggle(key="img_occ").set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    heat = [c for c in at.get("plotly_chart") if c.key.startswith("img_occ_occ") and '"heatmap"' in c.proto.spec]
+    assert len(heat) == 3 + 5  # one map per support picture and per shown query
+    assert any("do(patch := background)" in c.value for c in at.caption)

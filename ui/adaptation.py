@@ -88,13 +88,18 @@ def adapt_images(
     return out
 
 
-def drawing_occlusion(
-    eng: OneShotMetaLearningEngine, support_x: np.ndarray, query_x: np.ndarray, predicted: Sequence[int], patch: int = 4
+def episode_occlusion(
+    eng: OneShotMetaLearningEngine,
+    support_x: np.ndarray,
+    support_y: Sequence[int],
+    query_x: np.ndarray,
+    query_y: Sequence[int],
+    num_classes: int,
+    patch: int = 4,
 ) -> OcclusionMaps:
-    """Occlusion maps of one drawing per class (labels 0..n-1) and of unlabelled query drawings,
-    whose query loss is taken against the predicted labels (what supports the model's answer)."""
-    n = len(support_x)
-    ep = make_episode(support_x, list(range(n)), query_x, list(predicted), "classification", n, "your drawings")
+    """Occlusion maps of every support and query picture of an image episode. For unlabelled
+    queries pass the predicted labels: the query loss then measures what supports the model's answer."""
+    ep = make_episode(support_x, support_y, query_x, query_y, "classification", num_classes, "occlusion")
     return occlusion_maps(eng.learner, ep.to(eng.device), patch=patch)
 
 

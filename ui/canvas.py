@@ -24,7 +24,7 @@ from engine.ready_models import load_ready_model, ready_model
 from engine.tasks.drawing import EmptyDrawingError, drawing_to_input
 
 from . import components, figures, session
-from .adaptation import adapt_images, drawing_occlusion
+from .adaptation import adapt_images, episode_occlusion
 from .text import md_escape
 
 CANVAS_PX = 168
@@ -159,16 +159,7 @@ def _show_label(key: str, out: dict[str, Any], prep_ms: float) -> None:
 def _occlusion_section(key: str, eng: OneShotMetaLearningEngine, sx, qx, names, predicted) -> None:
     if not st.toggle("Show occlusion maps (a few seconds)", key=f"{key}_occ"):
         return
-    maps = drawing_occlusion(eng, sx, qx, predicted, OCCLUSION_PATCH)
-    st.caption(
-        f"Colour: how much the query loss rises (red) or falls (blue) when that {OCCLUSION_PATCH}×{OCCLUSION_PATCH} "
-        "patch of the drawing is blanked to paper: do(patch := background), the same intervention discovery "
-        "makes on mechanisms. The test drawing's loss is taken against the predicted label."
-    )
-    pictures = [*sx, *qx]
-    effects = [*maps.support, *maps.query]
-    captions = [*names, f"test → {names[predicted[0]]}"]
-    cols = st.columns(len(pictures))
-    for i, (col, pic, eff, cap) in enumerate(zip(cols, pictures, effects, captions, strict=True)):
-        with col:
-            components.plot(figures.occlusion_figure(pic, eff, title=figures.plotly_text(cap)), key=f"{key}_o{i}")
+    n = len(sx)
+    maps = episode_occlusion(eng, sx, list(range(n)), qx, predicted, n, OCCLUSION_PATCH)
+    components.occlusion_row(key, maps, sx, qx, list(names), [f"test → {names[predicted[0]]}"])
+    st.caption("The test drawing has no label: its loss is taken against the predicted label.")
