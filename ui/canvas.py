@@ -109,7 +109,14 @@ def _image_size(eng: OneShotMetaLearningEngine) -> int:
 
 
 def draw_to_adapt(key: str, default_n: int = 3) -> None:
-    """The whole section: symbol count, N example canvases, a test canvas and the result."""
+    """The whole section: symbol count, N example canvases, a test canvas and the result.
+
+    A fragment: a stroke-up reruns this section only, not the page around it."""
+    _draw_section(key, default_n)
+
+
+@st.fragment
+def _draw_section(key: str, default_n: int) -> None:
     picked = drawing_engine()
     if picked is None:
         return
