@@ -5,8 +5,12 @@
 2. Adapt: on the Home demo (its sinusoid MAML meta-trained to the end),
    from clicking "Adapt to this point" to the adapted curve with that point shown, over
    ``--clicks`` clicks at different x.
+3. Stroke-up -> label: on the Home page's "Draw three symbols" (the ready Omniglot model), three
+   example symbols drawn once, then ``--strokes`` times: the test canvas cleared, one stroke drawn
+   (a circle or a bar, in turn), measured in the browser from the mouse-up to the predicted label
+   shown (the canvas sending its picture, the rerun, preprocessing, adaptation, prediction, redraw).
 
-    python -m engine bench app_latency --starts 3 --clicks 20
+    python -m engine bench app_latency --starts 3 --clicks 20 --strokes 10
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from statistics import median
 
 import numpy as np
 
-from .browser import CHROMIUM, IDLE, free_port, streamlit_command
+from .browser import (
+    CHROMIUM,
+    DRAWING_CANVAS,
+    IDLE,
+    circle_points,
+    free_port,
+    line_points,
+    mouse_stroke,
+    streamlit_command,
+)
 from .browser import CHROMIUM_ARGS as ARGS
 from .common import ROOT, machine_line, update_markdown_section, write_result
 
@@ -72,16 +85,7 @@ def measure_adapt(p, clicks: int) -> list[float]:
     port = free_port()
     proc = _server(port)
     try:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(120_000)
-        for _ in range(600):
-            try:
-                pg.goto(f"http://127.0.0.1:{port}", timeout=2000)
-                break
-            except Exception:
-                time.sleep(0.2)
-        pg.wait_for_selector(IDLE)
+        browser, pg = _open_home(p, port)
         _button(pg, TRAIN_YOUR_OWN).click()
         _button(pg, "Stop").wait_for(state="visible")
         _button(pg, "Stop").wait_for(state="detached", timeout=600_000)  # the whole demo run
@@ -112,6 +116,97 @@ def measure_adapt(p, clicks: int) -> list[float]:
         proc.wait(15)
 
 
+def _open_home(p, port: int):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(120_000)
+    for _ in range(600):
+        try:
+            pg.goto(f"http://127.0.0.1:{port}", timeout=2000)
+            break
+        except Exception:
+            time.sleep(0.2)
+    pg.wait_for_selector(IDLE)
+    return browser, pg
+
+
+def _idle(pg) -> None:
+    pg.wait_for_timeout(300)
+    pg.wait_for_selector(IDLE)
+
+
+def measure_strokes(p, strokes: int) -> list[float]:
+    """Seconds from mouse-up on the test canvas to the predicted label, ``strokes`` times."""
+    port = free_port()
+    proc = _server(port)
+    try:
+        browser, pg = _open_home(p, port)
+        canvases = pg.locator(DRAWING_CANVAS)
+        canvases.nth(3).wait_for(state="visible")
+        examples = [  # strokes start below the top quarter, where the canvas's toolbar shows on hover
+            [circle_points(0.5, 0.5, 0.35)],
+            [line_points((0.2, 0.25), (0.8, 0.85)), line_points((0.8, 0.25), (0.2, 0.85))],
+            [line_points((0.5, 0.25), (0.5, 0.9))],
+        ]
+        for i, shape in enumerate(examples):
+            canvases.nth(i).scroll_into_view_if_needed()
+            for points in shape:
+                mouse_stroke(pg, canvases.nth(i), points)
+                _idle(pg)
+        label = pg.locator("h3:has-text('Predicted:')")
+        times = []
+        for k in range(strokes):
+            if k:
+                _button(pg, "Clear").nth(3).click()
+                label.wait_for(state="detached")
+                _idle(pg)
+            test = circle_points(0.45, 0.55, 0.25) if k % 2 == 0 else line_points((0.5, 0.3), (0.5, 0.85))
+            canvases.nth(3).scroll_into_view_if_needed()
+            mouse_stroke(pg, canvases.nth(3), test, release=False)
+            t0 = time.perf_counter()
+            pg.mouse.up()
+            label.wait_for(state="visible")
+            times.append(time.perf_counter() - t0)
+            _idle(pg)
+        browser.close()
+        return times
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _stats(values: list[float], name: str) -> dict:
+    if not values:
+        return {}
+    return {f"{name}_median_s": median(values), f"{name}_p95_s": float(np.percentile(values, 95))}
+
+
+def _rows(r: dict) -> list[str]:
+    rows = []
+    if r.get("start_s"):
+        rows.append(
+            f"| `streamlit run` to an interactive Home page (server start, torch import, first render) | "
+            f"{r['start_median_s']:.1f} s | {r['start_p95_s']:.1f} s | {len(r['start_s'])} |"
+        )
+    if r.get("first_adapted_s"):
+        rows.append(
+            f"| `streamlit run` to the first curve adapted by the ready model drawn (Home, no training) | "
+            f"{r['first_adapted_median_s']:.1f} s | {r['first_adapted_p95_s']:.1f} s | {len(r['first_adapted_s'])} |"
+        )
+    if r.get("adapt_s"):
+        rows.append(
+            f"| click Adapt to the adapted curve shown (Home demo) | {1000 * r['adapt_median_s']:.0f} ms | "
+            f"{1000 * r['adapt_p95_s']:.0f} ms | {len(r['adapt_s'])} |"
+        )
+    if r.get("stroke_s"):
+        rows.append(
+            f"| stroke-up on the test canvas to the predicted label (Home, draw to adapt, ready Omniglot model; "
+            f"measured in the browser) | {1000 * r['stroke_median_s']:.0f} ms | {1000 * r['stroke_p95_s']:.0f} ms | "
+            f"{len(r['stroke_s'])} |"
+        )
+    return rows
+
+
 def markdown(r: dict) -> str:
     return "\n".join(
         [
@@ -119,11 +214,7 @@ def markdown(r: dict) -> str:
             "",
             "| measure | median | p95 | runs |",
             "|---|---|---|---|",
-            f"| `streamlit run` to an interactive Home page (server start, torch import, first render) | {r['start_median_s']:.1f} s | {r['start_p95_s']:.1f} s | {len(r['start_s'])} |",
-            f"| `streamlit run` to the first curve adapted by the ready model drawn (Home, no training) | "
-            f"{r['first_adapted_median_s']:.1f} s | {r['first_adapted_p95_s']:.1f} s | {len(r['first_adapted_s'])} |",
-            f"| click Adapt to the adapted curve shown (Home demo) | {1000 * r['adapt_median_s']:.0f} ms | "
-            f"{1000 * r['adapt_p95_s']:.0f} ms | {len(r['adapt_s'])} |",
+            *_rows(r),
             "",
             "The adapt time includes the Streamlit rerun, the engine's adaptation (a few ms) and the browser "
             "redrawing the charts.",
@@ -138,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--starts", type=int, default=3)
     ap.add_argument("--clicks", type=int, default=20)
+    ap.add_argument("--strokes", type=int, default=10, help="stroke-up -> label measurements (0: skip)")
     ap.add_argument("--no-write", action="store_true")
     return ap
 
@@ -148,20 +240,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     with sync_playwright() as p:
         measured = [measure_start(p) for _ in range(args.starts)]
-        adapts = measure_adapt(p, args.clicks) if args.clicks else [float("nan")]  # --clicks 0: starts only
-    starts = [m[0] for m in measured]
-    firsts = [m[1] for m in measured]
+        adapts = measure_adapt(p, args.clicks) if args.clicks else []
+        strokes = measure_strokes(p, args.strokes) if args.strokes else []
     result = {
-        "first_adapted_s": firsts,
-        "first_adapted_median_s": median(firsts),
-        "first_adapted_p95_s": float(np.percentile(firsts, 95)),
-        "start_s": starts,
-        "start_median_s": median(starts),
-        "start_p95_s": float(np.percentile(starts, 95)),
+        "start_s": [m[0] for m in measured],
+        "first_adapted_s": [m[1] for m in measured],
         "adapt_s": adapts,
-        "adapt_median_s": median(adapts),
-        "adapt_p95_s": float(np.percentile(adapts, 95)),
+        "stroke_s": strokes,
     }
+    for name in ("start", "first_adapted", "adapt", "stroke"):
+        result.update(_stats(result[f"{name}_s"], name))
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}))
     if not args.no_write:
         write_result("app_latency", result, 0)

@@ -30,3 +30,31 @@ def streamlit_command(port: int, *extra: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra,
     ]  # fmt: skip
+
+
+# Draw to adapt: fabric.js draws on each canvas's lower <canvas> and listens on the upper one.
+DRAWING_CANVAS = "canvas.upper-canvas"
+
+
+def circle_points(cx: float, cy: float, r: float, n: int = 40) -> list[tuple[float, float]]:
+    """A closed circle as points, in fractions of the canvas."""
+    import math
+
+    return [(cx + r * math.cos(2 * math.pi * i / n), cy + r * math.sin(2 * math.pi * i / n)) for i in range(n + 2)]
+
+
+def line_points(a: tuple[float, float], b: tuple[float, float], n: int = 10) -> list[tuple[float, float]]:
+    return [(a[0] + (b[0] - a[0]) * t / n, a[1] + (b[1] - a[1]) * t / n) for t in range(n + 1)]
+
+
+def mouse_stroke(pg, canvas, points: list[tuple[float, float]], release: bool = True) -> None:
+    """Press the mouse on ``canvas`` (a Playwright locator) and move it through ``points``
+    (fractions of its box); ``release=False`` leaves the button down (the caller times mouse-up)."""
+    box = canvas.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    pg.mouse.move(*xy[0])
+    pg.mouse.down()
+    for x, y in xy[1:]:
+        pg.mouse.move(x, y, steps=2)
+    if release:
+        pg.mouse.up()

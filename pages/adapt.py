@@ -7,8 +7,8 @@ import streamlit as st
 
 from engine.algorithms import learner_class
 from engine.tasks import TaskError
-from ui import components, figures, session
-from ui.adaptation import adapt_images
+from ui import canvas, components, figures, session
+from ui.adaptation import adapt_images, episode_occlusion
 from ui.episodes import image_episode, make_episode, sample_vector_episode, vector_task_choices
 from ui.fixed_episodes import FIXED_HELP, confusion_frame, fixed_episode_table
 from ui.images import ImageInputError, images_to_batch
@@ -21,6 +21,17 @@ src = session.source()
 kind = src.name
 st.caption(f"Task source: **{md_escape(source_label(src))}**")
 
+DRAW = "Draw symbols"
+if kind == "images":
+    modes = ["A held-out task from the data", DRAW, "My own images", "Fixed episodes (a zip)"]
+    mode = st.radio("examples", modes, horizontal=True, key="img_mode", label_visibility="collapsed")
+else:
+    with st.expander("Draw symbols: one-shot adaptation on your own drawings"):
+        canvas.draw_to_adapt("adapt_draw_other")
+if kind == "images" and mode == DRAW:
+    st.markdown("Draw **one example** of each new symbol, then a test symbol: it is labelled after every stroke.")
+    canvas.draw_to_adapt("adapt_draw")
+    st.stop()
 if not components.require_engine(src):
     st.stop()
 eng = session.engine()
@@ -40,13 +51,6 @@ if kind == "sinusoid":
 
 # ------------------------------------------------------------------------------ images
 elif kind == "images":
-    mode = st.radio(
-        "examples",
-        ["A held-out task from the data", "My own images", "Fixed episodes (a zip)"],
-        horizontal=True,
-        key="img_mode",
-        label_visibility="collapsed",
-    )
     if mode == "A held-out task from the data":
         ss.setdefault("img_seed", 0)
         c = st.columns([3, 1])
@@ -73,7 +77,13 @@ elif kind == "images":
                 ss["img_result"] = adapt_images(
                     eng, sx, sy.tolist(), ep.query_x.numpy(), ep.query_y.numpy().tolist(), names, task.name
                 )
-                ss["img_result"].update(query_x=ep.query_x.numpy(), query_y=ep.query_y.numpy().tolist(), mode=mode)
+                ss["img_result"].update(
+                    query_x=ep.query_x.numpy(),
+                    query_y=ep.query_y.numpy().tolist(),
+                    support_x=sx,
+                    support_y=sy.tolist(),
+                    mode=mode,
+                )
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
     elif mode == "My own images":
@@ -112,7 +122,9 @@ elif kind == "images":
         if st.button("Adapt and label my pictures", type="primary", disabled=not ok, key="own_adapt"):
             try:
                 ss["img_result"] = adapt_images(eng, sx, list(range(len(sx))), qx, None, class_names)
-                ss["img_result"].update(query_x=qx, query_y=None, mode=mode)
+                ss["img_result"].update(
+                    query_x=qx, query_y=None, support_x=sx, support_y=list(range(len(sx))), mode=mode
+                )
             except (ValueError, RuntimeError) as exc:
                 components.error_box(exc)
     else:
@@ -153,6 +165,18 @@ elif kind == "images":
                 caps.append(cap)
             st.markdown("**Predictions on the query pictures**")
             components.image_row(res["query_x"], caps, width=84)
+            if st.toggle("Show occlusion maps of the support pictures and the first 5 queries", key="img_occ"):
+                shown = slice(0, 5)
+                qy = (truth if truth is not None else res["predicted"])[shown]
+                maps = episode_occlusion(
+                    eng, res["support_x"], res["support_y"], res["query_x"][shown], qy, len(names), patch=4
+                )
+                components.occlusion_row(
+                    "img_occ", maps, res["support_x"], res["query_x"][shown],
+                    [names[y] for y in res["support_y"]], caps[shown],
+                )  # fmt: skip
+                if truth is None:
+                    st.caption("Your pictures have no labels: each query's loss is taken against its predicted label.")
 
 # ------------------------------------------------------------------------------ vectors
 elif kind in ("tabular", "scm"):

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine import OneShotMetaLearningEngine
-from ui import components, ready, session
+from ui import canvas, components, ready, session
 from ui.config_form import build_config, preset_values
 from ui.episodes import sinusoid_grid
 from ui.fit import engine_fit_problem
@@ -101,6 +101,14 @@ else:
         components.points_comparison("demo", src)
     elif eng.is_trained:
         st.info("The session's engine is trained on other tasks. Press step 1 to run the sinusoid demo.")
+
+st.subheader("Draw three symbols: one-shot learning on your own drawings")
+st.markdown(
+    "Invent three symbols and draw **one example of each** in the boxes below, then draw a test symbol: "
+    "the image model adapts to your three examples and labels the test drawing after every stroke, in "
+    "milliseconds. It never saw your symbols; it learned *how to learn* characters from Omniglot's alphabets."
+)
+canvas.draw_to_adapt("home_draw")
 
 st.divider()
 st.markdown(

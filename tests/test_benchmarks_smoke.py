@@ -203,8 +203,8 @@ def test_app_latency_smoke():
         pytest.skip("needs Debian's Chromium (CI installs it)")
     from benchmarks import app_latency
 
-    result = app_latency.main(["--starts", "1", "--clicks", "1", "--no-write"])
-    assert result["start_median_s"] > 0 and result["adapt_median_s"] > 0
+    result = app_latency.main(["--starts", "1", "--clicks", "1", "--strokes", "1", "--no-write"])
+    assert result["start_median_s"] > 0 and result["adapt_median_s"] > 0 and result["stroke_median_s"] > 0
     assert 0 < result["first_adapted_median_s"] <= result["start_median_s"]
 
 

@@ -172,3 +172,17 @@ def test_causal_layers_ignore_undirected_edges():
     # 0 -> 1, and 1 - 2 drawn both ways (PC's undirected edge): 2 is not forced after 1
     adj = [[0, 1, 0], [0, 0, 1], [0, 1, 0]]
     assert figures.causal_layers(adj) == [0, 1, 0]
+
+
+def test_occlusion_figure_heat_map_over_the_character():
+    pic = np.zeros((1, 28, 28), dtype=np.float32)
+    pic[0, 4:8, 4:8] = 1.0
+    effects = np.zeros((7, 7))
+    effects[1, 1], effects[3, 3] = 0.6, -0.2
+    fig = figures.occlusion_figure(pic, effects, title="A <b>")
+    heat, outline = fig.data
+    z = np.asarray(heat.z)
+    assert z.shape == (28, 28) and z[5, 5] == 0.6 and z[13, 13] == -0.2 and z[0, 0] == 0.0
+    assert heat.zmin == -0.6 and heat.zmax == 0.6  # symmetric: white is no effect
+    assert outline.type == "contour" and np.asarray(outline.z).shape == (28, 28)
+    assert fig.layout.title.text == "A <b>"  # the caller escapes user names (plotly_text)

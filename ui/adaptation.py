@@ -5,12 +5,14 @@ its inputs and results."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from engine import OneShotMetaLearningEngine
+from engine.occlusion import OcclusionMaps, occlusion_maps
 from engine.training import ci95_half_width
 
 from .episodes import make_episode
@@ -78,10 +80,27 @@ def adapt_images(
     result = eng.one_shot_adapt_sync(ep)
     out: dict[str, Any] = {"result": result, "labelled": labelled, "class_names": list(class_names)}
     if query_x is not None and len(query_x):
+        t0 = time.perf_counter()
         probs = eng.predict_proba_sync(np.asarray(query_x, dtype=np.float32)).numpy()
+        out["prediction_time"] = time.perf_counter() - t0  # the query pictures' own (result's is the episode's)
         out["probabilities"] = probs.tolist()
         out["predicted"] = probs.argmax(-1).tolist()
     return out
+
+
+def episode_occlusion(
+    eng: OneShotMetaLearningEngine,
+    support_x: np.ndarray,
+    support_y: Sequence[int],
+    query_x: np.ndarray,
+    query_y: Sequence[int],
+    num_classes: int,
+    patch: int = 4,
+) -> OcclusionMaps:
+    """Occlusion maps of every support and query picture of an image episode. For unlabelled
+    queries pass the predicted labels: the query loss then measures what supports the model's answer."""
+    ep = make_episode(support_x, support_y, query_x, query_y, "classification", num_classes, "occlusion")
+    return occlusion_maps(eng.learner, ep.to(eng.device), patch=patch)
 
 
 def masked_outputs(eng: OneShotMetaLearningEngine, x: Any, mask: Sequence[float] | None) -> np.ndarray:

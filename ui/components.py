@@ -228,6 +228,24 @@ def image_row(images: Sequence[np.ndarray], captions: Sequence[str], width: int 
         st.image([to_display(im) for im in images], caption=[md_escape(c) for c in captions], width=width)
 
 
+def occlusion_row(
+    key: str, maps: Any, support_x: Any, query_x: Any, support_captions: Sequence[str], query_captions: Sequence[str]
+) -> None:
+    """Occlusion maps (``engine.occlusion.OcclusionMaps``) over their pictures, support then query, one row."""
+    st.caption(
+        f"Colour: how much the query loss rises (red: the patch helped) or falls (blue: it misled) when that "
+        f"{maps.patch}×{maps.patch} patch of the picture is blanked to paper, do(patch := background): the same "
+        "intervention discovery makes on mechanisms."
+    )
+    pictures = [*support_x, *query_x]
+    effects = [*maps.support, *maps.query]
+    captions = [*support_captions, *query_captions]
+    cols = st.columns(min(len(pictures), 6))
+    for i, (pic, eff, cap) in enumerate(zip(pictures, effects, captions, strict=True)):
+        with cols[i % len(cols)]:
+            plot(figures.occlusion_figure(pic, eff, title=figures.plotly_text(cap)), key=f"{key}_occ{i}")
+
+
 # ---------------------------------------------------------------------------------------------
 # sinusoid: click or type one point
 # ---------------------------------------------------------------------------------------------

@@ -644,4 +644,41 @@ def edge_classes_figure(
         template="plotly_white",
         legend={"orientation": "h", "yanchor": "top", "y": -0.02},
     )
+
+
+def occlusion_figure(picture: Any, effects: Any, title: str | None = None, height: int = 240) -> go.Figure:
+    """An occlusion map as a heat map over the character: each patch coloured by the change in
+    query loss when it is blanked (red: the loss rises, the patch helped; blue: it misled), the
+    strokes drawn on top as an outline."""
+    pic = np.asarray(picture, dtype=float)
+    while pic.ndim > 2:
+        pic = pic[0]
+    eff = np.asarray(effects, dtype=float)
+    h, w = pic.shape
+    patch = int(np.ceil(h / eff.shape[0]))
+    cells = np.kron(eff, np.ones((patch, patch)))[:h, :w]
+    top = float(np.abs(eff).max()) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=cells,
+            zmin=-top,
+            zmax=top,
+            colorscale="RdBu_r",
+            colorbar={"title": "Δ loss", "thickness": 10},
+            hovertemplate="row %{y}, col %{x}: Δ query loss %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Contour(
+            z=pic,
+            contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
+            line={"color": "black", "width": 1.5},
+            showscale=False,
+            hoverinfo="skip",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_layout(**_LAYOUT)
+    fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     return fig
