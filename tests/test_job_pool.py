@@ -146,3 +146,22 @@ def test_a_pooled_training_job_trains_the_servers_engine_in_place():
         assert w.snapshot()["generation"] == 1 and w.position() is None
     finally:
         p.shutdown()
+
+
+def test_workers_never_run_the_page_script_that_is_main(tmp_path, monkeypatch):
+    """Under Streamlit, ``__main__`` is the page script being run; a spawned worker must not re-run it."""
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('a page script ran in a worker process')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    p = JobPool(workers=1)
+    try:
+        job = p.submit("m", count_work, 1, 0.0)
+        assert job.join(180) and job.status == DONE, job.error
+        assert sys.modules["__main__"] is page
+    finally:
+        p.shutdown()

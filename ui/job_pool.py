@@ -25,10 +25,13 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
+import types
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -191,6 +194,20 @@ class PoolJob:
         }
 
 
+@contextmanager
+def _bare_main() -> Iterator[None]:
+    """A spawned child re-runs its parent's ``__main__`` file; under Streamlit that is the page script
+    being run (the script runner installs it as ``__main__``), which a worker must never run. While a
+    child starts, ``__main__`` is a bare module, so the child imports only what its jobs need."""
+    saved = sys.modules.get("__main__")
+    bare = sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None and sys.modules.get("__main__") is bare:  # unless a script run replaced it since
+            sys.modules["__main__"] = saved
+
+
 class _Slot:
     """One worker process and the job it runs."""
 
@@ -198,7 +215,8 @@ class _Slot:
         self.conn, child = ctx.Pipe()
         self.stop = ctx.Event()
         self.process = ctx.Process(target=_child_main, args=(child, self.stop, threads, sync_types), daemon=True)
-        self.process.start()
+        with _bare_main():
+            self.process.start()
         child.close()
         self.job: PoolJob | None = None
 
