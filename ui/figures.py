@@ -644,6 +644,7 @@ def edge_classes_figure(
         template="plotly_white",
         legend={"orientation": "h", "yanchor": "top", "y": -0.02},
     )
+    return fig
 
 
 def occlusion_figure(picture: Any, effects: Any, title: str | None = None, height: int = 240) -> go.Figure:
