@@ -41,13 +41,23 @@ def _grid(units: list[FeatureUnit]) -> tuple[int, int]:
     return rows, len(units) // rows
 
 
+def _query_losses(
+    probe: Probe, ep: Episode, state: object | None = None, query_x: torch.Tensor | None = None
+) -> np.ndarray:
+    """Each query's loss, computed in float64 from the outputs: a confident model's loss is below float32's
+    resolution (exactly 0), where every patch would seem to do nothing."""
+    state = probe.adapt(ep) if state is None else state
+    outputs = probe.outputs(state, ep.query_x if query_x is None else query_x)
+    return np.asarray(probe.point_losses(state, outputs.double(), ep.query_y), dtype=float)
+
+
 def _support_map(probe: Probe, ep: Episode, i: int, units: list[FeatureUnit], base: float, bg: float) -> np.ndarray:
     effects = []
     for unit in units:
         sx = ep.support_x.clone()
         sx[i : i + 1] = unit.apply(sx[i : i + 1], bg)
         blanked = Episode(sx, ep.support_y, ep.query_x, ep.query_y, ep.task_type, ep.num_classes, ep.task_name)
-        effects.append(float(probe.measure(blanked).losses.mean()) - base)
+        effects.append(float(_query_losses(probe, blanked).mean()) - base)
     return np.array(effects)
 
 
@@ -56,8 +66,7 @@ def _query_maps(probe: Probe, ep: Episode, units: list[FeatureUnit], base: np.nd
     state = probe.adapt(ep)
     out = np.empty((len(ep.query_x), len(units)))
     for j, unit in enumerate(units):
-        outputs = probe.outputs(state, unit.apply(ep.query_x, bg))
-        out[:, j] = probe.point_losses(state, outputs, ep.query_y) - base
+        out[:, j] = _query_losses(probe, ep, state, unit.apply(ep.query_x, bg)) - base
     return out
 
 
@@ -85,7 +94,7 @@ def occlusion_maps(
     units = feature_units(tuple(episode.support_x.shape[1:]), patch_size=int(patch))
     shape = _grid(units)
     with torch.no_grad():
-        base = probe.measure(episode).losses
+        base = _query_losses(probe, episode)
         support = [
             _support_map(probe, episode, i, units, float(base.mean()), background)
             for i in range(len(episode.support_x))
