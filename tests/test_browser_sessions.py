@@ -128,6 +128,9 @@ def test_two_sessions_train_apart_and_a_closed_session_stops_its_worker(tmp_path
 
     # A long demo: on an idle machine 400 iterations end before the checks below.
     env = {
+        # Jobs in server threads (the pool's fallback): this test follows them by their OS thread names.
+        # The default, jobs in worker processes, is tested in tests/test_job_pool.py.
+        "CAUSAL_EXPLORER_WORKERS": "0",
         "CAUSAL_EXPLORER_HEARTBEAT_TIMEOUT": str(HEARTBEAT_S),
         "CAUSAL_EXPLORER_DEMO_ITERATIONS": str(DEMO_ITERATIONS),
     }

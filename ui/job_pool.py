@@ -21,6 +21,7 @@ interpreter, so no lock or thread pool of the server is inherited) that runs one
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import multiprocessing as mp
@@ -249,6 +250,9 @@ class JobPool:
         self._closed = False
         self._thread = threading.Thread(target=self._dispatch_loop, name="job-pool", daemon=True)
         self._thread.start()
+        # Before multiprocessing's own exit handler kills the workers (atexit runs last-registered
+        # first): a worker killed at exit must not be replaced by a new one.
+        atexit.register(self.shutdown)
 
     # ---- submitting and stopping -----------------------------------------------------------------
     def submit(self, session: str, fn: Callable, *args: Any, label: str = "", **meta: Any) -> PoolJob:
@@ -361,7 +365,8 @@ class JobPool:
         slot.process.join(2)  # reap it, so its exit code is known
         job, code = slot.job, slot.process.exitcode
         slot.job = None
-        self._replace(slot)
+        if not self._closed:
+            self._replace(slot)
         if job is None:
             return
         if job._stop_requested_at is not None:
@@ -422,7 +427,10 @@ class JobPool:
 
     # ---- shutting down ---------------------------------------------------------------------------
     def shutdown(self) -> None:
+        """End every job and worker process (idempotent; also run at interpreter exit)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             for job in list(self._queue):
                 self.stop(job, "stopped: the server is shutting down")
