@@ -82,6 +82,18 @@ def texts(elements) -> str:
     return " | ".join(str(e.value) for e in elements)
 
 
+def train_a_few_iterations(at: AppTest, iterations: int = 3, val_episodes: int = 2) -> None:
+    """On the Meta-train page: set a tiny run, press Start and wait until it has finished."""
+    at.number_input(key="cfg_num_meta_iterations").set_value(iterations)
+    at.number_input(key="cfg_val_episodes").set_value(val_episodes)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    w = at.session_state["workers"]["train"]
+    assert w.join(60) and w.status == "done", w.error
+    at.run()
+
+
 def wait_records(worker, n: int = 1, timeout: float = 30.0) -> None:
     t0 = time.monotonic()
     while worker.num_records() < n and worker.running and time.monotonic() - t0 < timeout:

@@ -16,6 +16,7 @@ from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     new_app,
     ok,
     texts,
+    train_a_few_iterations,
 )
 from ui.ready import shared_ready_engine
 
@@ -65,14 +66,7 @@ def test_a_session_adapts_its_own_copy_and_never_the_shared_ready_model():
 def test_own_training_replaces_the_ready_model_for_that_session_only():
     at = new_app("pages/train.py")
     assert "ready sinusoid Meta-SGD model" in sidebar(at)
-    at.number_input(key="cfg_num_meta_iterations").set_value(2)
-    at.number_input(key="cfg_val_episodes").set_value(1)
-    at.run()
-    button(at, "Start").click()
-    at.run()
-    w = at.session_state["workers"]["train"]
-    assert w.join(60) and w.status == "done", w.error
-    at.run()
+    train_a_few_iterations(at, iterations=2, val_episodes=1)
     ok(at)
     assert "Model: **your model trained at" in sidebar(at) and "2 iterations" in sidebar(at)
     assert "ready sinusoid" not in sidebar(at)

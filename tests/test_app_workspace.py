@@ -18,6 +18,7 @@ from tests.test_app_pages import (  # noqa: F401  (fixtures used by name)
     button,
     ok,
     texts,
+    train_a_few_iterations,
     trained_sine_engine,
     wait_records,
 )
@@ -35,18 +36,6 @@ def open_app(ws: str | None = None, page: str | None = None) -> AppTest:
         at.switch_page(page)
         at.run()
     return at
-
-
-def train_a_few_iterations(at: AppTest, iterations: int = 3) -> None:
-    at.number_input(key="cfg_num_meta_iterations").set_value(iterations)
-    at.number_input(key="cfg_val_episodes").set_value(2)
-    at.run()
-    button(at, "Start").click()
-    at.run()
-    w = at.session_state["workers"]["train"]
-    assert w.join(60) and w.status == "done", w.error
-    at.run()
-    ok(at)
 
 
 def session_runs(at: AppTest) -> list[str]:
@@ -67,6 +56,7 @@ def test_a_reload_with_the_workspace_id_restores_runs_model_source_and_mechanism
     at.run()
     assert at.query_params["ws"] == ws  # the id stays in the URL from page to page
     train_a_few_iterations(at)
+    ok(at)
     eng = at.session_state["engine"]
     assert eng.is_trained and session_runs(at)
     [stored] = RunStore(ws).listing()

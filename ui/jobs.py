@@ -124,11 +124,12 @@ def _train(
 
 
 def _reporter(worker: Worker, run: str) -> Callable[[dict[str, Any]], None]:
-    return partial(_report_run, worker, run)
+    """Records of one run, tagged with its name (made inside the job: it never needs to pickle)."""
 
+    def report(record: dict[str, Any]) -> None:
+        worker.report({**record, "run": run})
 
-def _report_run(worker: Worker, run: str, record: dict[str, Any]) -> None:
-    worker.report({**record, "run": run})
+    return report
 
 
 def discovery_job(
