@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 
 from engine import CheckpointError, ConfigError, OneShotMetaLearningEngine
-from engine.ready_models import ReadyModel, load_ready_model, ready_model
+from engine.ready_models import READY_MODELS, ReadyModel, load_ready_model, ready_model
 from engine.tasks import TaskSource
 
 from .adaptation import error_by_points
@@ -28,7 +28,7 @@ from .fit import engine_fit_problem
 
 log = logging.getLogger(__name__)
 
-READY_FOR_KIND = {"sinusoid": "sinusoid_metasgd", "scm": "scm_mechanisms", "images": "omniglot_proto"}
+READY_FOR_KIND = {m.source: m.name for m in READY_MODELS.values()}  # the registry says which kind each serves
 _IN_USE = "ready_in_use"  # session key: {"name", "engine", "iterations"} of the ready copy handed out
 _DEFAULT = "default_engine"  # session key: the untrained engine made when no ready model fits
 TRAIN_YOUR_OWN = "Meta-train your own (replaces the ready model for this session)"  # the Home demo's button
