@@ -18,6 +18,8 @@ delegates to, and discovery itself is ``engine.discovery``.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import os
 import time
@@ -89,6 +91,22 @@ def wait_for_device(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# What a shared view (``OneShotMetaLearningEngine.shared_view``) shares with its original until it writes.
+_SHARED_PARTS = ("config", "model", "learner", "optimizer", "history", "store", "evolution", "source_info")
+
+
+def _writes(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a method that changes the model, config, history or mechanisms: on a shared view it first
+    takes the view's own copy of them (copy on write), so the shared original never changes."""
+
+    @functools.wraps(method)
+    def own_first(self: OneShotMetaLearningEngine, *args: Any, **kwargs: Any) -> Any:
+        self._own()
+        return method(self, *args, **kwargs)
+
+    return own_first
+
+
 class OneShotMetaLearningEngine:
     """Holds one meta-learner, its training history, its last adaptation and its mechanisms."""
 
@@ -109,6 +127,33 @@ class OneShotMetaLearningEngine:
         self.store = MechanismStore()
         self._last_state: AdaptedState | None = None
         self._traces: dict[str, list[float]] = {}
+        self._shared = False  # a shared view until its first write (shared_view)
+
+    def shared_view(self) -> OneShotMetaLearningEngine:
+        """An engine for one user of a model that many use at once (a server's ready model): it shares
+        this engine's weights, config, history and mechanisms read-only and keeps its own adaptation
+        state, so adapting, predicting and measuring effects copy no tensor, and views may adapt at
+        once in different threads (one thread at a time per view). Its first call
+        that would change what it shares (training, discovery, a config or priors change, loading)
+        gives it its own deep copy first; this engine never changes through a view."""
+        view = copy.copy(self)
+        view._last_state, view._traces, view._shared = None, {}, True
+        if self.learner is not None:
+            # Its own modules around the same tensors: torch.func.functional_call puts a call's tensors into
+            # the module while it runs, so two views adapting at once in two threads need two modules.
+            tensors = {id(t): t for t in (*self.learner.parameters(), *self.learner.buffers())}
+            view.model, view.learner = copy.deepcopy((self.model, self.learner), memo=tensors)
+        return view
+
+    @property
+    def is_shared_view(self) -> bool:
+        """Whether this is a view that still shares its model with others (``shared_view``)."""
+        return self._shared
+
+    def _own(self) -> None:
+        if self._shared:  # one deepcopy of all parts: the optimizer keeps pointing at this learner's tensors
+            self.__dict__.update(copy.deepcopy({name: getattr(self, name) for name in _SHARED_PARTS}))
+            self._shared = False
 
     # ---- state ----------------------------------------------------------------------------
     @property
@@ -152,6 +197,7 @@ class OneShotMetaLearningEngine:
         return self.learner
 
     # ---- building ---------------------------------------------------------------------------
+    @_writes
     def initialize_sync(
         self,
         input_dim: int | Sequence[int],
@@ -200,6 +246,7 @@ class OneShotMetaLearningEngine:
         self.source_info = source.describe()
 
     # ---- meta-training ------------------------------------------------------------------------
+    @_writes
     def meta_train_sync(
         self,
         source_tasks: TaskSource | Sequence[Task],
@@ -334,6 +381,7 @@ class OneShotMetaLearningEngine:
         self.set_config(**changes)
         return self.test_time()
 
+    @_writes
     def set_config(self, **changes: Any) -> OneShotMetaLearningConfig:
         """Replace config fields (validated) for the engine and its learner alike."""
         config = self.config.replace(**changes)
@@ -346,6 +394,7 @@ class OneShotMetaLearningEngine:
         return config
 
     # ---- config evolution ---------------------------------------------------------------------
+    @_writes
     def evolve_meta_config_sync(
         self,
         current_config: OneShotMetaLearningConfig | None = None,
@@ -611,6 +660,7 @@ class OneShotMetaLearningEngine:
             return learner(state, x, causal_mask=mask), state
 
     # ---- discovery and the mechanisms (engine.discovery, engine.causal.store) -----------------
+    @_writes
     def discover_causal_patterns_sync(
         self,
         tasks: Sequence[Task | Episode] | TaskSource,
@@ -679,6 +729,7 @@ class OneShotMetaLearningEngine:
         k = self.model.num_mechanisms if self.model is not None else None
         return build_mechanism_graph(self.store.as_dicts(), k, truth, self.store.report)
 
+    @_writes
     def update_mechanisms_sync(
         self, task: Task | Episode, adaptation_result: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -710,6 +761,7 @@ class OneShotMetaLearningEngine:
             "updated": updated,
         }
 
+    @_writes
     def refine_mechanisms_online_sync(self) -> list[CausalMechanism]:
         """Fold the tasks seen by ``update_mechanisms`` into the records: effect, spread,
         strength and confidence are recomputed over the discovery tasks (their per-task
@@ -729,6 +781,7 @@ class OneShotMetaLearningEngine:
         """Write the versioned mechanisms JSON (records + measured priors)."""
         return self.store.export(path, {"algorithm": self.config.algorithm.name, "feature_names": self.feature_names})
 
+    @_writes
     def import_mechanisms(self, mechanisms_or_path: Any) -> int:
         """Replace the mechanisms with validated ones (a path, JSON text, a document or a
         list of records). Nothing changes unless every record is valid. Returns the count."""
@@ -736,6 +789,7 @@ class OneShotMetaLearningEngine:
             mechanisms_or_path, self.model.num_mechanisms if self.model is not None else None
         )
 
+    @_writes
     def apply_causal_priors(self) -> list[float]:
         """Set the learner's per-mechanism rates from the discovered priors (or from the
         records' ``prior_rate``); all 1 when there are none. Returns the rates. They act
@@ -745,6 +799,7 @@ class OneShotMetaLearningEngine:
         learner.set_mechanism_rates(torch.as_tensor(rates, dtype=torch.float32))
         return [float(r) for r in rates]
 
+    @_writes
     def set_transfer_priors(self, relationships: Mapping[Any, float] | Sequence[Mapping[str, Any]]) -> list[float]:
         """Set per-mechanism rates by hand: ``{mechanism: rate}`` (index or "mechanism k";
         missing ones keep 1), or records carrying ``details["prior_rate"]``. Their
@@ -753,6 +808,7 @@ class OneShotMetaLearningEngine:
         self.store.set_manual_priors(relationships, learner.model.num_mechanisms)
         return self.apply_causal_priors()
 
+    @_writes
     def enhance_mechanisms_with_graph(self, graph: nx.DiGraph) -> dict[str, Any]:
         """Restrict feature -> output records to the parents of the output in a known causal
         graph over the features (nodes named like the features; the output node is
@@ -794,6 +850,7 @@ class OneShotMetaLearningEngine:
         """Load a checkpoint zip given as bytes (an upload); never unpickles, never writes."""
         self._load_data(parse_checkpoint_files(read_checkpoint_zip(data, name), name), name)
 
+    @_writes
     def _load_data(self, data: Any, name: str) -> None:
         """Check everything first, then swap it in: a refused checkpoint changes nothing."""
         meta = data.meta

@@ -1,6 +1,6 @@
 """AppTest of first contact with the ready models: a fresh session adapts at once, the sidebar names the
-model in use, a session's own training replaces it for that session only, and the shared copy is never
-changed by a session."""
+model in use, a session's own training replaces it for that session only, and the one loaded ready model is shared
+read-only by all sessions and never changed by one."""
 
 from __future__ import annotations
 
@@ -47,8 +47,13 @@ def test_fresh_home_shows_one_shot_adaptation_on_the_ready_model_without_trainin
     assert any(b.label.startswith("Meta-train your own") for b in at.button)
 
 
-def test_a_session_adapts_its_own_copy_and_never_the_shared_ready_model():
-    at = new_app()
+def _shares_weights(eng, shared) -> bool:
+    mine = eng.learner.state_dict()
+    return all(mine[n].data_ptr() == t.data_ptr() for n, t in shared.learner.state_dict().items())
+
+
+def test_sessions_share_the_loaded_ready_model_read_only_and_adapt_on_their_own():
+    at, other = new_app(), new_app()
     at.number_input(key="demo_x").set_value(2.0)
     button(at, "Adapt to this point").click()
     at.run()
@@ -58,6 +63,9 @@ def test_a_session_adapts_its_own_copy_and_never_the_shared_ready_model():
     session_engine = at.session_state["engine"]
     assert session_engine is not shared and session_engine._last_state is not None
     assert shared._last_state is None
+    # loaded once: both sessions use its tensors, no per-session copy
+    for eng in (session_engine, other.session_state["engine"]):
+        assert eng.is_shared_view and _shares_weights(eng, shared)
     pristine = load_ready_model("sinusoid_metasgd").learner.state_dict()
     for name, value in shared.learner.state_dict().items():
         assert torch.equal(value, pristine[name]), name
@@ -68,6 +76,8 @@ def test_own_training_replaces_the_ready_model_for_that_session_only():
     assert "ready sinusoid Meta-SGD model" in sidebar(at)
     train_a_few_iterations(at, iterations=2, val_episodes=1)
     ok(at)
+    own = at.session_state["engine"]
+    assert not own.is_shared_view and not _shares_weights(own, shared_ready_engine("sinusoid_metasgd"))
     assert "Model: **your model trained at" in sidebar(at) and "2 iterations" in sidebar(at)
     assert "ready sinusoid" not in sidebar(at)
     # the session keeps its own model on every page and when it changes task source

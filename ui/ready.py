@@ -1,15 +1,15 @@
 """The ready-trained models (``engine.ready_models``) in the app: the session's first engine.
 
 Each ready model is loaded once per server process (``st.cache_resource``) and every session
-gets its own deep copy: adaptation keeps its adapted state on the engine, and discovery or a
-Continue run changes it, so the shared one is never handed out. A session's engine follows its
-task source (a ready model for each kind that has one) until the session trains or loads its
-own model; then that one stays.
+gets a shared view of it (``OneShotMetaLearningEngine.shared_view``): the weights are shared
+read-only, the session's adaptations are its own, and the first change (a Continue run,
+discovery, a setting) gives the session its own copy. A session's engine follows its task source
+(a ready model for each kind that has one) until the session trains or loads its own model; then
+that one stays.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -38,7 +38,7 @@ _SEEN = "model_seen"  # session key: id(engine) -> (iterations, "HH:MM") when fi
 @st.cache_resource(show_spinner=False)
 def shared_ready_engine(name: str) -> OneShotMetaLearningEngine | None:
     """The ready model ``name``, loaded once per process (None, logged, when missing or unreadable).
-    Never hand this one to a session: use ``session_copy``."""
+    Never hand this one to a session: use ``session_view``."""
     try:
         return load_ready_model(name, device="cpu")
     except (FileNotFoundError, CheckpointError, ConfigError, ValueError) as exc:
@@ -70,12 +70,12 @@ def _iterations(eng: OneShotMetaLearningEngine) -> int:
     return len(eng.history.iteration) if eng.history else 0
 
 
-def session_copy(name: str) -> OneShotMetaLearningEngine:
-    """This session's own copy of the ready model ``name``, remembered as the ready one in use."""
+def session_view(name: str) -> OneShotMetaLearningEngine:
+    """This session's view of the ready model ``name`` (no tensor copied), remembered as the ready one in use."""
     shared = shared_ready_engine(name)
     if shared is None:
         raise FileNotFoundError(f"ready model {name!r} is not available")
-    eng = copy.deepcopy(shared)
+    eng = shared.shared_view()
     st.session_state[_IN_USE] = {"name": name, "engine": eng, "iterations": _iterations(eng)}
     return eng
 
@@ -111,7 +111,7 @@ def engine_for(
     name = ready_name_for(source)
     in_use = ready_in_use(current)
     if name is not None:
-        return None if in_use is not None and in_use.name == name else session_copy(name)
+        return None if in_use is not None and in_use.name == name else session_view(name)
     if current is not None and in_use is None:
         return None  # already the untrained default
     fresh = make_default()
@@ -143,9 +143,8 @@ def _error_by_points_future(name: str, _source: Any, _grid: np.ndarray) -> Futur
     shared = shared_ready_engine(name)
     if shared is None:
         raise FileNotFoundError(f"ready model {name!r} is not available")
-    # On a copy: adaptation keeps its state on the engine. In the background: it takes seconds, and the
-    # first page should not wait for it.
-    return _MEASURE.submit(error_by_points, copy.deepcopy(shared), _source, _grid)
+    # In the background: it takes seconds, and the first page should not wait for it.
+    return _MEASURE.submit(error_by_points, shared.shared_view(), _source, _grid)
 
 
 def ready_error_by_points(name: str, source: Any, grid: np.ndarray) -> dict[str, Any] | None:

@@ -152,6 +152,8 @@ def save_engine(force: bool = False) -> None:
     if rs is None or session.running_job() is not None:
         return
     eng = ss.get("engine")
+    if eng is not None and eng.is_shared_view:
+        return  # a ready model, unchanged: a reload picks it again for the task source
     fp = _fingerprint(eng)
     if "ws_engine_fp" not in ss and not force:  # the first run: the model as restored (or the default)
         ss["ws_engine_fp"] = fp
