@@ -95,7 +95,8 @@ def tree_usage(root: int) -> tuple[float, float]:
 
 
 class TreeSampler:
-    """Reads the server's tree every SAMPLE_S seconds in a thread: peak RSS and average cores used."""
+    """Reads the server's tree every SAMPLE_S seconds in a thread: peak RSS and average cores used; and
+    the cores used by the rest of this process's tree (the client: Playwright's driver and Chromium)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_rss_mb = pid, 0.0
@@ -107,17 +108,19 @@ class TreeSampler:
             self.peak_rss_mb = max(self.peak_rss_mb, tree_usage(self.pid)[0])
 
     def __enter__(self) -> TreeSampler:
-        self.t0, (rss, self.cpu0) = time.monotonic(), tree_usage(self.pid)
+        self.t0, (rss, self.cpu0), self.all0 = time.monotonic(), tree_usage(self.pid), tree_usage(os.getpid())[1]
         self.peak_rss_mb = rss
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        rss, cpu = tree_usage(self.pid)
+        (rss, cpu), everything = tree_usage(self.pid), tree_usage(os.getpid())[1]
         self._stop.set()
         self._thread.join(5)
+        wall = max(time.monotonic() - self.t0, 1e-9)
         self.peak_rss_mb = max(self.peak_rss_mb, rss)
-        self.cpu_cores = (cpu - self.cpu0) / max(time.monotonic() - self.t0, 1e-9)
+        self.cpu_cores = (cpu - self.cpu0) / wall
+        self.client_cpu_cores = (everything - self.all0 - (cpu - self.cpu0)) / wall
 
 
 def start_server(workers: int | None, log: Path) -> tuple[subprocess.Popen, str]:
@@ -318,6 +321,7 @@ async def run_row(p, n: int, args: argparse.Namespace, open_only: bool = False) 
     finally:
         stop_server(proc)
     row = summarize(recs, open_only) | {"peak_rss_mb": usage.peak_rss_mb, "cpu_cores": usage.cpu_cores, "wall_s": wall}
+    row["client_cpu_cores"] = usage.client_cpu_cores
     if "Traceback" in log.read_text(errors="replace"):
         row["server_traceback"] = log.read_text(errors="replace")[-3000:]
     log.unlink()
@@ -390,8 +394,9 @@ def _pair(s: dict[str, float] | None, k: int | None = None, n: int | None = None
 def table_row(row: dict[str, Any], timeout: float) -> str:
     n = row["sessions"]
     if "error" in row:
-        return f"| {n} | failed: {row['error']} | | | | | | |"
-    usage = f"{row['peak_rss_mb']:.0f} MB | {row['cpu_cores']:.2f} cores"
+        return f"| {n} | failed: {row['error']} | | | | | | | |"
+    client = f"{row['client_cpu_cores']:.2f} cores" if "client_cpu_cores" in row else "–"
+    usage = f"{row['peak_rss_mb']:.0f} MB | {row['cpu_cores']:.2f} cores | {client}"
     if row["open_only"]:
         h = row["home_ready"]
         home = _pair(h, row["home_ready_k"], n) + (f", max {h['max']:.1f} s" if h else "")
@@ -464,12 +469,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"(the 400-iteration demo); finished when Home shows *Adapt to this point*. Page switch: Tasks and back "
             f"once while the session's job is queued or running, timed to Tasks shown. Waited without a queue "
             f"position: the sidebar showed the job neither queued nor running for {WAIT_GRACE_S:g} s or more. "
-            f"Peak RSS and CPU: the server and its worker processes (CPU in cores busy on average). Pool workers: "
+            f"Peak RSS and CPU: the server and its worker processes (CPU in cores busy on average); browser CPU: "
+            f"Chromium and Playwright on the same cores, the classroom's load on the machine. Pool workers: "
             f"{workers}; {'a cold pool' if s['cold_pool'] else 'warmed up first (one session per worker trained briefly)'}.",
             "",
             "| sessions | Home ready (median, p95) | demo training finished (k of N, median, max) | waited without a "
-            "queue position | page switch during training (median, p95) | adapt (median, p95) | peak RSS | CPU |",
-            "|---|---|---|---|---|---|---|---|",
+            "queue position | page switch during training (median, p95) | adapt (median, p95) | peak RSS | CPU | "
+            "browser CPU |",
+            "|---|---|---|---|---|---|---|---|---|",
             *(table_row(r, timeout) for r in result["rows"]),
             "",
             "| goal | measured | met |",

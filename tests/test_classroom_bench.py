@@ -57,7 +57,7 @@ def made_up_rows() -> list[dict]:
     opened = [session(1.0 + i / 25, None, None, [], []) for i in range(30)]
     rows.append(classroom.summarize(opened, True))
     for r in rows[1:]:
-        r |= {"peak_rss_mb": 1234.4, "cpu_cores": 1.73, "wall_s": 80.0}
+        r |= {"peak_rss_mb": 1234.4, "cpu_cores": 1.73, "wall_s": 80.0, "client_cpu_cores": 0.25}
     return rows
 
 
@@ -76,10 +76,14 @@ def test_table_and_goals():
     result = {"settings": {"timeout": 120.0, "clicks": 3, "workers": None, "cold_pool": False}}
     result |= {"machine": MACHINE, "command": "python -m engine bench classroom", "rows": made_up_rows()}
     text = classroom.markdown(result)
-    assert "| 1 | failed: RuntimeError |" in text
+    assert "| 1 | failed: RuntimeError | | | | | | | |" in text
     assert "| 8 | 1.7 s, 2.1 s | 7 of 8 within 120 s, 35.0 s, 50.0 s | 1 | 0.5 s, 0.6 s | 0.4 s, 0.5 s |" in text
-    assert "1234 MB | 1.73 cores |" in text
+    assert "1234 MB | 1.73 cores | 0.25 cores |" in text
     assert "| 30, opening Home only | 1.6 s, 2.1 s, max 2.2 s | – |" in text
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| sessions |"))
+    table = lines[start : lines.index("", start)]
+    assert len(table) == 6 and {line.count("|") for line in table} == {10}  # header, rule and 4 rows alike
     met = {goal.split(":")[0]: (measured, yes) for goal, measured, yes in classroom.goals(result)}
     assert met["8 sessions training the demo at once"] == ("7 of 8 within 60 s (slowest 50.0 s); 1 waited", "no")
     switch, adapt = met["12 sessions"][0].split("; ")
