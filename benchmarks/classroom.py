@@ -123,6 +123,22 @@ class TreeSampler:
         self.client_cpu_cores = (everything - self.all0 - (cpu - self.cpu0)) / wall
 
 
+def renice_client(server: int, nice: int) -> None:
+    """Lower the priority of the client (Playwright's driver and Chromium: this process's tree but this
+    process and the server's tree), every thread of it; processes started later (renderers) inherit it."""
+    if nice <= 0:
+        return
+    skip = {os.getpid(), *process_tree(server)}
+    for pid in process_tree(os.getpid()):
+        if pid in skip:
+            continue
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        except OSError:  # the process or thread has ended
+            pass
+
+
 def start_server(workers: int | None, log: Path) -> tuple[subprocess.Popen, str]:
     """``streamlit run app.py`` on loopback, healthy; its output goes to ``log``."""
     port = free_port()
@@ -305,11 +321,13 @@ async def drive(browser, url: str, n: int, args: argparse.Namespace, open_only: 
 async def run_row(p, n: int, args: argparse.Namespace, open_only: bool = False) -> dict[str, Any]:
     """One server, one Chromium, N sessions; the row's numbers and the server's resources."""
     print(f"{n} sessions{' (open Home only)' if open_only else ''}...", flush=True)
+    load = os.getloadavg()[0]  # other work on the machine before this row
     log = Path(tempfile.mkstemp(prefix="classroom_server_", suffix=".log")[1])
     proc, url = start_server(args.workers, log)
     try:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
+            renice_client(proc.pid, args.browser_nice)
             trainers = 0 if open_only or args.cold_pool else max(1, pool_workers(args.workers))
             await asyncio.wait_for(warm_up(browser, url, trainers, args.timeout), 2 * args.timeout)
             with TreeSampler(proc.pid) as usage:
@@ -321,7 +339,7 @@ async def run_row(p, n: int, args: argparse.Namespace, open_only: bool = False) 
     finally:
         stop_server(proc)
     row = summarize(recs, open_only) | {"peak_rss_mb": usage.peak_rss_mb, "cpu_cores": usage.cpu_cores, "wall_s": wall}
-    row["client_cpu_cores"] = usage.client_cpu_cores
+    row |= {"client_cpu_cores": usage.client_cpu_cores, "load_before": load}
     if "Traceback" in log.read_text(errors="replace"):
         row["server_traceback"] = log.read_text(errors="replace")[-3000:]
     log.unlink()
@@ -455,29 +473,38 @@ def _yes(met: bool) -> str:
     return "yes" if met else "no"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    s = result["settings"]
-    timeout = s["timeout"]
+def method_text(result: dict[str, Any]) -> str:
+    """What the table measures, and how this run was set up."""
+    s, rows = result["settings"], result["rows"]
     workers = s["workers"] if s["workers"] is not None else f"the app's default ({result['machine']['cores']} cores)"
+    warm = "a cold pool" if s["cold_pool"] else "warmed up first (one session per worker trained briefly)"
+    nice = f"; Chromium at nice {s['browser_nice']}" if s.get("browser_nice") else ""
+    loads = ", ".join(f"{r['load_before']:.1f}" for r in rows if "load_before" in r)
+    return (
+        f"N browser sessions at once on one server (one Chromium, one context per session, on the same machine). "
+        f"Times are median, p95 over the sessions (adapt: over {s['clicks']} clicks of each session); "
+        f"each phase is bounded by {s['timeout']:g} s. Training: every session presses *Meta-train your own* at once "
+        f"(the 400-iteration demo); finished when Home shows *Adapt to this point*. Page switch: Tasks and back "
+        f"once while the session's job is queued or running, timed to Tasks shown. Waited without a queue "
+        f"position: the sidebar showed the job neither queued nor running for {WAIT_GRACE_S:g} s or more. "
+        f"Peak RSS and CPU: the server and its worker processes (CPU in cores busy on average); browser CPU: "
+        f"Chromium and Playwright on the same cores, the classroom's load on the machine. Pool workers: "
+        f"{workers}; {warm}{nice}. Load average (1 min) before each row: {loads or '–'}."
+    )
+
+
+def markdown(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             "## A classroom on one server",
             "",
-            f"N browser sessions at once on one server (one Chromium, one context per session, on the same machine). "
-            f"Times are median, p95 over the sessions (adapt: over {s['clicks']} clicks of each session); "
-            f"each phase is bounded by {timeout:g} s. Training: every session presses *Meta-train your own* at once "
-            f"(the 400-iteration demo); finished when Home shows *Adapt to this point*. Page switch: Tasks and back "
-            f"once while the session's job is queued or running, timed to Tasks shown. Waited without a queue "
-            f"position: the sidebar showed the job neither queued nor running for {WAIT_GRACE_S:g} s or more. "
-            f"Peak RSS and CPU: the server and its worker processes (CPU in cores busy on average); browser CPU: "
-            f"Chromium and Playwright on the same cores, the classroom's load on the machine. Pool workers: "
-            f"{workers}; {'a cold pool' if s['cold_pool'] else 'warmed up first (one session per worker trained briefly)'}.",
+            method_text(result),
             "",
             "| sessions | Home ready (median, p95) | demo training finished (k of N, median, max) | waited without a "
             "queue position | page switch during training (median, p95) | adapt (median, p95) | peak RSS | CPU | "
             "browser CPU |",
             "|---|---|---|---|---|---|---|---|---|",
-            *(table_row(r, timeout) for r in result["rows"]),
+            *(table_row(r, result["settings"]["timeout"]) for r in result["rows"]),
             "",
             "| goal | measured | met |",
             "|---|---|---|",
@@ -523,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=None, choices=range(0, 65), metavar="0-64",
                     help="CAUSAL_EXPLORER_WORKERS for the server (default: the app's own)")  # fmt: skip
     ap.add_argument("--cold-pool", action="store_true", help="no warm-up training (the pool starts with the sessions)")
+    ap.add_argument("--browser-nice", type=int, default=0, choices=range(0, 20), metavar="0-19",
+                    help="run Chromium at this nice value, so that the server, not the client, gets the cores first "
+                    "(students' browsers run on their own machines)")  # fmt: skip
     ap.add_argument("--no-write", action="store_true")
     return ap
 

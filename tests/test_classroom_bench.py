@@ -57,7 +57,7 @@ def made_up_rows() -> list[dict]:
     opened = [session(1.0 + i / 25, None, None, [], []) for i in range(30)]
     rows.append(classroom.summarize(opened, True))
     for r in rows[1:]:
-        r |= {"peak_rss_mb": 1234.4, "cpu_cores": 1.73, "wall_s": 80.0, "client_cpu_cores": 0.25}
+        r |= {"peak_rss_mb": 1234.4, "cpu_cores": 1.73, "wall_s": 80.0, "client_cpu_cores": 0.25, "load_before": 1.5}
     return rows
 
 
@@ -73,12 +73,14 @@ def test_summarize_counts_what_the_sessions_reached():
 
 
 def test_table_and_goals():
-    result = {"settings": {"timeout": 120.0, "clicks": 3, "workers": None, "cold_pool": False}}
+    result = {"settings": {"timeout": 120.0, "clicks": 3, "workers": None, "cold_pool": False, "browser_nice": 10}}
     result |= {"machine": MACHINE, "command": "python -m engine bench classroom", "rows": made_up_rows()}
     text = classroom.markdown(result)
     assert "| 1 | failed: RuntimeError | | | | | | | |" in text
     assert "| 8 | 1.7 s, 2.1 s | 7 of 8 within 120 s, 35.0 s, 50.0 s | 1 | 0.5 s, 0.6 s | 0.4 s, 0.5 s |" in text
     assert "1234 MB | 1.73 cores | 0.25 cores |" in text
+    assert "Pool workers: the app's default (2 cores); warmed up first" in text and "Chromium at nice 10." in text
+    assert "before each row: 1.5, 1.5, 1.5." in text  # the failed row has no reading
     assert "| 30, opening Home only | 1.6 s, 2.1 s, max 2.2 s | – |" in text
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| sessions |"))
