@@ -17,8 +17,10 @@ not finished and skips the later phases; the benchmark never waits longer):
 
 The server's process tree (the server and its pool's worker processes) is read from /proc every 0.5 s:
 the peak of the summed RSS, and the CPU used (utime+stime, reaped children included) over the wall time.
-``--open-sessions N`` adds a row where N sessions only open Home. Chromium runs on the same machine and
-takes its share of the CPU.
+``--open-sessions N`` adds a row where N sessions only open Home. Chromium runs on the same cores as the
+server (a real class's browsers do not): its CPU is reported beside the server's, and ``--browser-nice``
+lowers its priority (kept lowered while measuring: Chromium sets its renderers' priority itself).
+Before the sessions, one session per pool worker starts the demo and stops it (``--cold-pool``: none).
 
     python -m engine bench classroom --sessions 1,4,8,12,20 --open-sessions 30
 """
@@ -98,14 +100,15 @@ class TreeSampler:
     """Reads the server's tree every SAMPLE_S seconds in a thread: peak RSS and average cores used; and
     the cores used by the rest of this process's tree (the client: Playwright's driver and Chromium)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak_rss_mb = pid, 0.0
+    def __init__(self, pid: int, client_nice: int = 0) -> None:
+        self.pid, self.peak_rss_mb, self.client_nice = pid, 0.0, client_nice
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
             self.peak_rss_mb = max(self.peak_rss_mb, tree_usage(self.pid)[0])
+            renice_client(self.pid, self.client_nice)  # Chromium sets its renderers' priority itself
 
     def __enter__(self) -> TreeSampler:
         self.t0, (rss, self.cpu0), self.all0 = time.monotonic(), tree_usage(self.pid), tree_usage(os.getpid())[1]
@@ -330,7 +333,7 @@ async def run_row(p, n: int, args: argparse.Namespace, open_only: bool = False) 
             renice_client(proc.pid, args.browser_nice)
             trainers = 0 if open_only or args.cold_pool else max(1, pool_workers(args.workers))
             await asyncio.wait_for(warm_up(browser, url, trainers, args.timeout), 2 * args.timeout)
-            with TreeSampler(proc.pid) as usage:
+            with TreeSampler(proc.pid, args.browser_nice) as usage:
                 t0 = time.monotonic()
                 recs = await drive(browser, url, n, args, open_only)
                 wall = time.monotonic() - t0
