@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -163,13 +164,37 @@ def start_server(workers: int | None, log: Path) -> tuple[subprocess.Popen, str]
     raise RuntimeError(f"the app did not start (exit code {proc.returncode}):\n{log.read_text()[-3000:]}")
 
 
-def stop_server(proc: subprocess.Popen) -> None:
+def stop_server(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop the server; its worker processes, if any outlive it by ``grace`` seconds, are killed (by
+    their ids), so that none takes CPU from the next row."""
+    below = [(pid, _started(pid)) for pid in process_tree(proc.pid)[1:]]
     proc.terminate()
     try:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+    deadline = time.monotonic() + grace
+    while (
+        alive := [(pid, t) for pid, t in below if t is not None and _started(pid) == t]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid, _ in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # it has just ended
+            pass
+
+
+def _started(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot), None once it has ended (or is a zombie): with
+    the id, it names the process even if the id is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 # --------------------------------------------------------------------------------- one session

@@ -3,6 +3,8 @@ counting sessions that waited without a queue position, the row statistics, the 
 
 import os
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -112,3 +114,20 @@ def test_the_server_tree_includes_its_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_stopping_the_server_ends_the_processes_it_started():
+    code = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    server = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(100):  # until its child runs
+        if len(classroom.process_tree(server.pid)) == 2:
+            break
+        time.sleep(0.05)
+    child = classroom.process_tree(server.pid)[1]
+    classroom.stop_server(server, grace=0.5)
+    assert server.returncode is not None
+    for _ in range(100):  # a killed process ends a moment after the signal
+        if classroom._started(child) is None:
+            break
+        time.sleep(0.05)
+    assert classroom._started(child) is None
