@@ -208,11 +208,40 @@ async def _idle(pg) -> None:
 
 
 async def open_home(pg, url: str, rec: dict[str, Any]) -> None:
+    """Home ready: the page idle with the demo's button. Also when the server's message that its first run
+    of the page script finished arrived on the websocket: after Chromium loaded the app's JavaScript and
+    connected, but before it drew the page."""
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_websocket(ws) -> None:
+        def on_frame(payload: str | bytes) -> None:
+            if not done.done() and isinstance(payload, bytes) and script_finished(payload):
+                done.set_result(time.perf_counter())
+                ws.remove_listener("framereceived", on_frame)
+
+        ws.on("framereceived", on_frame)
+
+    pg.on("websocket", on_websocket)
     t0 = time.perf_counter()
     await pg.goto(url)
     await pg.wait_for_selector(IDLE)
     await _button(pg, TRAIN_YOUR_OWN).wait_for(state="visible")
     rec["home_ready_s"] = time.perf_counter() - t0
+    pg.remove_listener("websocket", on_websocket)
+    if done.done():
+        rec["home_script_s"] = done.result() - t0
+
+
+def script_finished(payload: bytes) -> bool:
+    """Whether a Streamlit message says that a whole script run finished (not a fragment, not cut short)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    msg = ForwardMsg()
+    try:
+        msg.ParseFromString(payload)
+    except Exception:  # not a ForwardMsg (protobuf's DecodeError): not the message looked for
+        return False
+    return msg.WhichOneof("type") == "script_finished" and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
 
 
 async def job_state(pg) -> str:
@@ -294,7 +323,14 @@ async def bounded(coros: list, timeout: float) -> None:
 
 # --------------------------------------------------------------------------------- one row
 def new_record() -> dict[str, Any]:
-    return {"home_ready_s": None, "train_s": None, "switch_s": None, "adapt_s": [], "samples": []}
+    return {
+        "home_ready_s": None,
+        "home_script_s": None,
+        "train_s": None,
+        "switch_s": None,
+        "adapt_s": [],
+        "samples": [],
+    }
 
 
 async def warm_up(browser, url: str, trainers: int, timeout: float) -> None:
@@ -414,13 +450,14 @@ def summarize(recs: list[dict[str, Any]], open_only: bool) -> dict[str, Any]:
         states = [s for _, s in r["samples"]]
         first_run = next((t for t, s in r["samples"] if s == "running"), None)
         per_session.append(
-            {k: r[k] for k in ("home_ready_s", "train_s", "switch_s", "adapt_s")}
+            {k: r.get(k) for k in ("home_ready_s", "home_script_s", "train_s", "switch_s", "adapt_s")}
             | {"states": {s: states.count(s) for s in sorted(set(states))}, "first_seen_running_s": first_run}
             | {"longest_wait_s": longest_wait(r["samples"], r["train_s"] is not None)}
         )
-    values = {k: [r[k] for r in recs if r[k] is not None] for k in ("home_ready_s", "train_s", "switch_s")}
+    keys = ("home_ready_s", "home_script_s", "train_s", "switch_s")
+    values = {k: [r[k] for r in recs if r.get(k) is not None] for k in keys}
     row = {"sessions": len(recs), "open_only": open_only, "home_ready": stats(values["home_ready_s"])}
-    row["home_ready_k"] = len(values["home_ready_s"])
+    row |= {"home_ready_k": len(values["home_ready_s"]), "home_script": stats(values["home_script_s"])}
     if not open_only:
         row |= {"train": stats(values["train_s"]), "trained_k": len(values["train_s"])}
         row |= {"switch": stats(values["switch_s"]), "switch_k": len(values["switch_s"])}
@@ -446,6 +483,8 @@ def table_row(row: dict[str, Any], timeout: float) -> str:
     if row["open_only"]:
         h = row["home_ready"]
         home = _pair(h, row["home_ready_k"], n) + (f", max {h['max']:.1f} s" if h else "")
+        if row.get("home_script"):
+            home += f" (the server's script run done: {_pair(row['home_script'])})"
         return f"| {n}, opening Home only | {home} | – | – | – | – | {usage} |"
     t = row["train"]
     trained = f"{row['trained_k']} of {n} within {timeout:g} s" + (
@@ -516,7 +555,9 @@ def method_text(result: dict[str, Any]) -> str:
         f"once while the session's job is queued or running, timed to Tasks shown. Waited without a queue "
         f"position: the sidebar showed the job neither queued nor running for {WAIT_GRACE_S:g} s or more. "
         f"Peak RSS and CPU: the server and its worker processes (CPU in cores busy on average); browser CPU: "
-        f"Chromium and Playwright on the same cores, the classroom's load on the machine. Pool workers: "
+        f"Chromium and Playwright on the same cores, the classroom's load on the machine; for the sessions that "
+        f"only open Home, also when the server's message that the page's script run finished arrived (after "
+        f"Chromium loaded the app's JavaScript and connected, before it drew the page). Pool workers: "
         f"{workers}; {warm}{nice}. Load average (1 min) before each row: {loads or '–'}."
     )
 

@@ -56,7 +56,7 @@ def made_up_rows() -> list[dict]:
     twelve = [session(2.0, 30.0, 0.5 + i / 20, [0.5, 0.6, 0.7], running) for i in range(12)]
     rows = [{"sessions": 1, "open_only": False, "error": "RuntimeError"}]
     rows += [classroom.summarize(eight, False), classroom.summarize(twelve, False)]
-    opened = [session(1.0 + i / 25, None, None, [], []) for i in range(30)]
+    opened = [session(1.0 + i / 25, None, None, [], []) | {"home_script_s": 0.5} for i in range(30)]
     rows.append(classroom.summarize(opened, True))
     for r in rows[1:]:
         r |= {"peak_rss_mb": 1234.4, "cpu_cores": 1.73, "wall_s": 80.0, "client_cpu_cores": 0.25, "load_before": 1.5}
@@ -83,7 +83,9 @@ def test_table_and_goals():
     assert "1234 MB | 1.73 cores | 0.25 cores |" in text
     assert "Pool workers: the app's default (2 cores); warmed up first" in text and "Chromium at nice 10." in text
     assert "before each row: 1.5, 1.5, 1.5." in text  # the failed row has no reading
-    assert "| 30, opening Home only | 1.6 s, 2.1 s, max 2.2 s | – |" in text
+    assert (
+        "| 30, opening Home only | 1.6 s, 2.1 s, max 2.2 s (the server's script run done: 0.5 s, 0.5 s) | – |" in text
+    )
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| sessions |"))
     table = lines[start : lines.index("", start)]
@@ -131,3 +133,20 @@ def test_stopping_the_server_ends_the_processes_it_started():
             break
         time.sleep(0.05)
     assert classroom._started(child) is None
+
+
+def test_script_finished_reads_streamlit_messages():
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    def message(status: int) -> bytes:
+        msg = ForwardMsg()
+        msg.script_finished = status
+        return msg.SerializeToString()
+
+    assert classroom.script_finished(message(ForwardMsg.FINISHED_SUCCESSFULLY))
+    assert not classroom.script_finished(message(ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY))
+    assert not classroom.script_finished(message(ForwardMsg.FINISHED_EARLY_FOR_RERUN))
+    other = ForwardMsg()
+    other.page_info_changed.query_string = "ws=abc"
+    assert not classroom.script_finished(other.SerializeToString())
+    assert not classroom.script_finished(b"\xff\x00 not a message")
