@@ -345,3 +345,11 @@ def test_distributed_training_markdown_speed_up_is_against_one_process_on_one_th
     text = distributed_training.markdown(result)
     assert "| 2nd-order MAML, 1 step | 2 | 1 | 18.0 | 444 | 1.80x |" in text
     assert "| 2nd-order MAML, 1 step | 1 | 2 | 15.0 | 533 | 1.50x |" in text
+
+
+def test_poll_cost_smoke():
+    from benchmarks.poll_cost import main
+
+    result = main(["--iterations", "60", "--per-poll", "20", "--no-write"])
+    (run,) = result["runs"]
+    assert run["polls"] == 3 and run["rebuilt_ms"] > 0 and run["live_ms"] > 0

@@ -12,8 +12,9 @@ from ui.direction import belief_curves, live_belief
 from ui.jobs import (
     direction_job,
     discovery_job,
+    empty_history,
+    extend_history,
     format_seconds,
-    history_from_records,
     progress_of,
     training_job,
     worker_progress,
@@ -51,7 +52,7 @@ def test_history_from_records_and_progress():
         },
         {"iteration": 0, "train_loss": 9.0, "train_metric": 9.0, "metric_name": "mse", "run": "b"},
     ]
-    h = history_from_records(recs, "a")
+    h = extend_history(empty_history(), recs, "a")
     assert h["iteration"] == [0, 1] and h["val_iteration"] == [0] and h["metric_name"] == "mse"
     frac, text = progress_of(recs[1])
     assert frac == 0.5 and "2 / 4" in text and "ETA 1 s" in text

@@ -17,7 +17,8 @@ from .config_form import FieldSpec, config_specs, sections
 from .episodes import sinusoid_grid
 from .fit import engine_fit_problem
 from .images import to_display
-from .jobs import history_from_records, worker_progress
+from .jobs import worker_progress
+from .live_chart import LiveTrainingChart
 from .text import md_escape
 from .worker import DONE, ERROR, STOPPED
 
@@ -116,10 +117,11 @@ def _training_fragment(key: str, title: str | None) -> None:
         st.rerun(scope="app")
     latest = snap["latest"]
     run_name = (latest or {}).get("run") or w.meta.get("run_name")
-    hist = history_from_records(w.records(), run_name)
-    base = w.meta.get("base_histories", {}).get(run_name)
-    if base:
-        hist = merge_histories(base, hist)
+    chart = st.session_state.get(f"{key}_live")
+    if chart is None or not chart.matches(snap["generation"], run_name):
+        chart = LiveTrainingChart(snap["generation"], run_name, w.meta.get("base_histories", {}).get(run_name))
+        st.session_state[f"{key}_live"] = chart
+    hist = chart.read(w)
     if snap["running"]:
         frac, text = worker_progress(w)
         c1, c2 = st.columns([5, 1])
@@ -135,13 +137,7 @@ def _training_fragment(key: str, title: str | None) -> None:
         if hist["val_metric"]:
             last += f", validation {metric} {hist['val_metric'][-1]:.3g}"
         title = title or f"{figures.plotly_text(run_name)}: {last}"
-        plot(figures.training_figure(hist, title=title), key=f"{key}_curves")
-
-
-def merge_histories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = {k: list(a.get(k, [])) + list(b.get(k, [])) for k in b if isinstance(b.get(k), list)}
-    out["metric_name"] = b.get("metric_name") or a.get("metric_name")
-    return out
+        plot(chart.draw(hist, title), key=f"{key}_curves")
 
 
 def show_job_outcome(w: Any, what: str) -> None:

@@ -63,6 +63,12 @@ def metric_label(metric_name: str | None) -> str:
     return {"mse": "MSE", "accuracy": "accuracy"}.get(metric_name or "", metric_name or "metric")
 
 
+def _training_panels(history: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(history part, panel title) per panel: for regression the loss is the MSE, so one panel."""
+    metric = metric_label(history.get("metric_name"))
+    return [("metric", metric)] if history.get("metric_name") == "mse" else [("loss", "loss"), ("metric", metric)]
+
+
 def training_figure(history: Mapping[str, Any], title: str | None = None, height: int = 340) -> go.Figure:
     """Train and validation loss (left) and metric (right) against meta-iteration.
 
@@ -70,49 +76,48 @@ def training_figure(history: Mapping[str, Any], title: str | None = None, height
     ``val_iteration``, ``val_loss``, ``val_metric``, ``metric_name``). For regression the loss is
     the MSE, so one panel (the MSE) is drawn instead of the same curve twice.
     """
-    metric = metric_label(history.get("metric_name"))
-    one_panel = history.get("metric_name") == "mse"
-    panels = [("metric", metric)] if one_panel else [("loss", "loss"), ("metric", metric)]
+    panels = _training_panels(history)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12)
     thin = {"color": "rgba(31,119,180,0.35)", "width": 1}
-    for col, (part, _) in enumerate(panels, start=1):
+    for col in range(1, len(panels) + 1):
         first = col == 1
-        it, tr = _thin(history.get("iteration", []), history.get(f"train_{part}", []))
-        vit, va = _thin(history.get("val_iteration", []), history.get(f"val_{part}", []))
-        fig.add_trace(
-            go.Scatter(x=it, y=tr, name="train", mode="lines", line=thin, legendgroup="t", showlegend=first), 1, col
-        )
-        sm_x, sm_y = _thin(history.get("iteration", []), running_mean(history.get(f"train_{part}", [])))
-        fig.add_trace(
+        lines = [
+            go.Scatter(name="train", mode="lines", line=thin, legendgroup="t", showlegend=first),
             go.Scatter(
-                x=sm_x,
-                y=sm_y,
                 name=f"train, mean of {SMOOTH_WINDOW}",
                 mode="lines",
                 line={"color": TRAIN, "width": 2.5},
                 legendgroup="s",
                 showlegend=first,
             ),
-            1,
-            col,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=vit,
-                y=va,
-                name="validation",
-                mode="lines+markers",
-                line={"color": VAL},
-                legendgroup="v",
-                showlegend=first,
-            ),
-            1,
-            col,
-        )
+            go.Scatter(name="validation", mode="lines+markers", line={"color": VAL}, legendgroup="v", showlegend=first),
+        ]
+        for trace in lines:  # update_training_figure relies on this order
+            fig.add_trace(trace, 1, col)
     fig.update_xaxes(title_text="meta-iteration")
     if history.get("metric_name") == "accuracy":
         fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(title=title, height=height, uirevision="training", **_LAYOUT)
+    fig.update_layout(height=height, uirevision="training", **_LAYOUT)
+    return update_training_figure(fig, history, title)
+
+
+def training_figure_fits(fig: go.Figure, history: Mapping[str, Any]) -> bool:
+    """Whether ``update_training_figure`` can draw ``history`` into ``fig`` (same panels)."""
+    return len(fig.data) == 3 * len(_training_panels(history))
+
+
+def update_training_figure(fig: go.Figure, history: Mapping[str, Any], title: str | None = None) -> go.Figure:
+    """Put ``history``'s curves and ``title`` into a figure made by ``training_figure`` for the same kind of
+    history, in place: a few milliseconds, where building a new figure costs about fifty (plotly checks
+    every property of a new one), which live charts pay on every poll of every session."""
+    iterations = history.get("iteration", [])
+    with fig.batch_update():
+        for i, (part, _) in enumerate(_training_panels(history)):
+            train, smooth, val = fig.data[3 * i : 3 * i + 3]
+            train.x, train.y = _thin(iterations, history.get(f"train_{part}", []))
+            smooth.x, smooth.y = _thin(iterations, running_mean(history.get(f"train_{part}", [])))
+            val.x, val.y = _thin(history.get("val_iteration", []), history.get(f"val_{part}", []))
+        fig.layout.title.text = title
     return fig
 
 

@@ -21,17 +21,14 @@ if TYPE_CHECKING:
     from engine.evolve import EvolutionResult
 
 
-def history_from_records(records: Sequence[dict[str, Any]], run: str | None = None) -> dict[str, Any]:
-    """A TrainingHistory-like dict from the worker's callback records (of one run)."""
-    h: dict[str, Any] = {
-        "metric_name": None,
-        "iteration": [],
-        "train_loss": [],
-        "train_metric": [],
-        "val_iteration": [],
-        "val_loss": [],
-        "val_metric": [],
-    }
+def empty_history() -> dict[str, Any]:
+    """A TrainingHistory-like dict with no iterations."""
+    keys = ("iteration", "train_loss", "train_metric", "val_iteration", "val_loss", "val_metric")
+    return {"metric_name": None, **{k: [] for k in keys}}
+
+
+def extend_history(h: dict[str, Any], records: Sequence[dict[str, Any]], run: str | None = None) -> dict[str, Any]:
+    """Append the worker's callback records (of one run) to the history ``h``, in place; returns it."""
     for r in records:
         if run is not None and r.get("run") != run:
             continue
@@ -46,6 +43,13 @@ def history_from_records(records: Sequence[dict[str, Any]], run: str | None = No
             h["val_loss"].append(r["val_loss"])
             h["val_metric"].append(r.get("val_metric"))
     return h
+
+
+def merge_histories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """History ``a`` followed by ``b`` (a continued run after the one it continues)."""
+    out = {k: list(a.get(k, [])) + list(b.get(k, [])) for k in b if isinstance(b.get(k), list)}
+    out["metric_name"] = b.get("metric_name") or a.get("metric_name")
+    return out
 
 
 def format_seconds(s: float | None) -> str:
