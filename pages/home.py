@@ -54,7 +54,9 @@ if ready_model is not None and demo_ready:
         "never seen and adapts from one, two and five of its points in a few milliseconds."
     )
     components.points_comparison(
-        "demo", src, measured=lambda: ready.ready_error_by_points(ready_model.name, src, sinusoid_grid(src))
+        "demo",
+        src,
+        measured=lambda start: ready.ready_error_by_points(ready_model.name, src, sinusoid_grid(src), start),
     )
     st.markdown("**Your turn:** click the chart to give the model one point of this sinusoid (or type one).")
     components.sinusoid_point_panel("demo", src)

@@ -164,7 +164,7 @@ def test_home_demo_shows_one_two_and_five_points_with_the_error_before_and_after
     at = new_app(engine=trained_sine_engine(20))
     ok(at)
     assert "one point is one equation" in texts(at.markdown)
-    rows = at.session_state["demo_steps"]["rows"]
+    rows = at.session_state["demo_steps"]
     assert [r["count"] for r in rows] == [1, 2, 5]
     metrics = [m for m in at.metric if m.label == "MSE on the curve"]
     assert len(metrics) == 3

@@ -31,7 +31,7 @@ def test_fresh_home_shows_one_shot_adaptation_on_the_ready_model_without_trainin
     assert "Model: **ready sinusoid Meta-SGD model**" in sidebar(at)
     w = at.session_state["workers"]["train"]  # Home shows its (idle) training status
     assert not w.running and w.num_records() == 0, "nothing was trained"
-    rows = at.session_state["demo_steps"]["rows"]
+    rows = at.session_state["demo_steps"]
     assert [r["count"] for r in rows] == [1, 2, 5]
     five = rows[-1]
     assert len(five["adapted"]) == len(five["x"]) > 0
@@ -66,6 +66,8 @@ def test_sessions_share_the_loaded_ready_model_read_only_and_adapt_on_their_own(
     # loaded once: both sessions use its tensors, no per-session copy
     for eng in (session_engine, other.session_state["engine"]):
         assert eng.is_shared_view and _shares_weights(eng, shared)
+    # and what it shows before a session changes anything is computed once for all
+    assert at.session_state["demo_steps"] is other.session_state["demo_steps"]
     pristine = load_ready_model("sinusoid_metasgd").learner.state_dict()
     for name, value in shared.learner.state_dict().items():
         assert torch.equal(value, pristine[name]), name

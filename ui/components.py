@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import streamlit as st
 from engine import ConfigError
 from engine.tasks import SinusoidTaskSource, TaskError
 
-from . import figures, session
+from . import figures, memo, ready, session
 from .adaptation import adapt_sinusoid, error_by_points, points_steps, prior_curve
 from .config_form import FieldSpec, config_specs, sections
 from .episodes import sinusoid_grid
@@ -318,21 +319,37 @@ def _typed_point(key: str, task: Any) -> tuple[float, float] | None:
 
 def _sinusoid_chart(key: str, eng: Any, task: Any, grid: np.ndarray) -> tuple[float, float] | None:
     """The clickable chart: truth and the curves before and after adaptation; the clicked point."""
-    res = st.session_state.get(f"{key}_result")
+    ss = st.session_state
+    res = ss.get(f"{key}_result")
+    seed = ss[f"{key}_seed"]
     if res is None:
-        # Before any point: the meta-model's own curve (adapted with zero steps to nothing).
-        prior = prior_curve(eng, task, grid)
-        fig = figures.sinusoid_figure(grid.ravel(), truth=task.function(grid).ravel(), prior=prior, clickable=True)
-    else:
-        fig = figures.sinusoid_figure(
-            res["x"],
-            truth=res["truth"],
-            prior=res["prior"],
-            adapted=res["adapted"],
-            support=res["support"],
-            clickable=True,
+        # Before any point: the meta-model's own curve (adapted with zero steps to nothing), the same in
+        # every session while the model is an unchanged ready one.
+        in_use = ready.ready_in_use(eng)
+        curve = (task.amplitude, task.phase, float(grid.min()), float(grid.max()), len(grid))
+        stamp = (in_use.name, *curve) if in_use else (id(eng), ss.get("engine_version", 0), *curve)
+        fig = memo.cached(
+            f"{key}_chart",
+            stamp,
+            lambda: figures.sinusoid_figure(
+                grid.ravel(), truth=task.function(grid).ravel(), prior=prior_curve(eng, task, grid), clickable=True
+            ),
+            shared=in_use is not None,
         )
-    chart_key = f"{key}_chart_{st.session_state[f'{key}_seed']}"
+    else:
+        fig = memo.cached(
+            f"{key}_chart",
+            id(res),
+            lambda: figures.sinusoid_figure(
+                res["x"],
+                truth=res["truth"],
+                prior=res["prior"],
+                adapted=res["adapted"],
+                support=res["support"],
+                clickable=True,
+            ),
+        )
+    chart_key = f"{key}_chart_{seed}"
     return _picked_point(plot(fig, key=chart_key, on_select="rerun", selection_mode="points"))
 
 
@@ -359,32 +376,30 @@ ONE_POINT_WHY = (
 )
 
 
-def points_comparison(key: str, src: SinusoidTaskSource, measured: Callable[[], dict[str, Any]] | None = None) -> None:
+def points_comparison(
+    key: str, src: SinusoidTaskSource, measured: Callable[[bool], dict[str, Any] | None] | None = None
+) -> None:
     """The held-out task from 1, 2 and 5 of its points side by side, error before and after each;
     then the mean error over 100 held-out tasks against the number of points, measured on request,
-    or at once by ``measured`` (a cached measurement on a ready model)."""
+    or by ``measured(start)`` (a measurement on a ready model, made once per process in the background:
+    None while it runs or, with start False, before it starts)."""
     eng = session.engine()
     ss = st.session_state
     ss.setdefault(f"{key}_seed", 0)
     st.markdown(f"**One, two, five points.** {ONE_POINT_WHY}")
-    task = src.tasks("test", 1, seed=int(ss[f"{key}_seed"]))[0]
+    seed = int(ss[f"{key}_seed"])
+    task = src.tasks("test", 1, seed=seed)[0]
     grid = sinusoid_grid(src)
-    ctx = (id(eng), ss.get("engine_version", 0), int(ss[f"{key}_seed"]))
-    steps = ss.get(f"{key}_steps")
-    if steps is None or steps["ctx"] != ctx:
-        steps = {"ctx": ctx, "rows": points_steps(eng, task, grid)}
-        ss[f"{key}_steps"] = steps
-    for col, res in zip(st.columns(len(steps["rows"])), steps["rows"], strict=True):
+    ctx = (id(eng), ss.get("engine_version", 0), seed)
+    in_use = ready.ready_in_use(eng)  # an unchanged ready model shows every session the same
+    stamp = (in_use.name, json.dumps(src.describe(), sort_keys=True, default=str), seed) if in_use else ctx
+    rows = memo.cached(f"{key}_steps", stamp, lambda: points_steps(eng, task, grid), shared=in_use is not None)
+    ss[f"{key}_steps"] = rows  # what the page shows (read-only: it may be every session's)
+    for col, res in zip(st.columns(len(rows)), rows, strict=True):
         with col:
             before, after = res["prior_quality"]["mse"], res["result"]["adaptation_quality"]["mse"]
-            fig = figures.sinusoid_figure(
-                res["x"],
-                truth=res["truth"],
-                prior=res["prior"],
-                adapted=res["adapted"],
-                support=res["support"],
-                title=f"{res['count']} point{'s' if res['count'] > 1 else ''}",
-                height=260,
+            fig = memo.cached(
+                f"{key}_steps_fig_{res['count']}", stamp, lambda res=res: _points_figure(res), in_use is not None
             )
             plot(fig, key=f"{key}_steps_{res['count']}")
             st.metric(
@@ -395,9 +410,9 @@ def points_comparison(key: str, src: SinusoidTaskSource, measured: Callable[[], 
             )
     sweep = ss.get(f"{key}_sweep")
     if measured is not None:
-        data = measured()
+        data = measured(False)
         if data is None:
-            _await_measurement(measured)
+            _await_measurement(key, measured)
         else:
             sweep = {"ctx": ctx[:2], "data": data}
     elif st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
@@ -406,7 +421,10 @@ def points_comparison(key: str, src: SinusoidTaskSource, measured: Callable[[], 
         ss[f"{key}_sweep"] = sweep
     if sweep is not None and sweep["ctx"] == ctx[:2]:
         data = sweep["data"]
-        plot(figures.error_by_points_figure(data), key=f"{key}_sweep_fig")
+        plot(
+            memo.cached(f"{key}_sweep_fig", id(data), lambda: figures.error_by_points_figure(data)),
+            key=f"{key}_sweep_fig",
+        )
         after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
         where = "on the ready model when this server first showed it" if measured else "now on this session's model"
         st.caption(
@@ -415,11 +433,26 @@ def points_comparison(key: str, src: SinusoidTaskSource, measured: Callable[[], 
         )
 
 
-def _await_measurement(measured: Callable[[], dict[str, Any] | None]) -> None:
-    """A note that polls once a second and reruns the page when the background measurement is done."""
+def _points_figure(res: dict[str, Any]) -> Any:
+    return figures.sinusoid_figure(
+        res["x"],
+        truth=res["truth"],
+        prior=res["prior"],
+        adapted=res["adapted"],
+        support=res["support"],
+        title=f"{res['count']} point{'s' if res['count'] > 1 else ''}",
+        height=260,
+    )
+
+
+def _await_measurement(key: str, measured: Callable[[bool], dict[str, Any] | None]) -> None:
+    """A note that polls once a second and reruns the page when the background measurement is done.
+    It starts the measurement from its first poll, after the page is drawn, not during the first render."""
 
     def poll() -> None:
-        if measured() is not None:
+        first = not st.session_state.get(f"{key}_measure_polled")
+        st.session_state[f"{key}_measure_polled"] = True
+        if not first and measured(True) is not None:
             st.rerun(scope="app")
         st.caption("Measuring the mean error over 100 held-out tasks against the number of points …")
 

@@ -10,7 +10,9 @@ that one stays.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -136,19 +138,20 @@ def model_label(eng: OneShotMetaLearningEngine, training: bool) -> str:
 
 
 _MEASURE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-measure")
+_MEASUREMENTS: dict[tuple[str, str], Future] = {}  # (ready model, task source) -> its measurement, per process
+_MEASUREMENTS_LOCK = threading.Lock()
 
 
-@st.cache_resource(show_spinner=False)
-def _error_by_points_future(name: str, _source: Any, _grid: np.ndarray) -> Future:
-    shared = shared_ready_engine(name)
-    if shared is None:
-        raise FileNotFoundError(f"ready model {name!r} is not available")
-    # In the background: it takes seconds, and the first page should not wait for it.
-    return _MEASURE.submit(error_by_points, shared.shared_view(), _source, _grid)
-
-
-def ready_error_by_points(name: str, source: Any, grid: np.ndarray) -> dict[str, Any] | None:
-    """``error_by_points`` (100 held-out tasks) on the ready model, measured once per process in the
-    background: None while it runs."""
-    future = _error_by_points_future(name, source, grid)
-    return future.result() if future.done() else None
+def ready_error_by_points(name: str, source: Any, grid: np.ndarray, start: bool = True) -> dict[str, Any] | None:
+    """``error_by_points`` (100 held-out tasks) on the ready model for this task source, measured once per
+    process in the background (it takes seconds): None while it runs, or when it has not started and
+    ``start`` is False (a page that asks only after it is drawn leaves the first render the CPU)."""
+    key = (name, json.dumps(source.describe(), sort_keys=True, default=str))
+    with _MEASUREMENTS_LOCK:
+        future = _MEASUREMENTS.get(key)
+        if future is None and start:
+            shared = shared_ready_engine(name)
+            if shared is None:
+                raise FileNotFoundError(f"ready model {name!r} is not available")
+            future = _MEASUREMENTS[key] = _MEASURE.submit(error_by_points, shared.shared_view(), source, grid)
+    return future.result() if future is not None and future.done() else None
