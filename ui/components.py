@@ -408,29 +408,32 @@ def points_comparison(
                 delta=f"{after - before:+.3g} from {before:.3g}",
                 delta_color="inverse",
             )
-    sweep = ss.get(f"{key}_sweep")
     if measured is not None:
         data = measured(False)
         if data is None:
-            _await_measurement(key, measured)
+            st.fragment(_await_measurement, run_every=1.0)(key, measured)
         else:
-            sweep = {"ctx": ctx[:2], "data": data}
-    elif st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
+            _sweep_chart(key, data, "on the ready model when this server first showed it")
+        return
+    sweep = ss.get(f"{key}_sweep")
+    if st.button("Measure the error over 100 held-out tasks", key=f"{key}_sweep_run"):
         with st.spinner("adapting to 100 held-out tasks from 1, 2, 3, 5 and 10 points ..."):
             sweep = {"ctx": ctx[:2], "data": error_by_points(eng, src, grid)}
         ss[f"{key}_sweep"] = sweep
     if sweep is not None and sweep["ctx"] == ctx[:2]:
-        data = sweep["data"]
-        plot(
-            memo.cached(f"{key}_sweep_fig", id(data), lambda: figures.error_by_points_figure(data)),
-            key=f"{key}_sweep_fig",
-        )
-        after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
-        where = "on the ready model when this server first showed it" if measured else "now on this session's model"
-        st.caption(
-            f"Measured {where}: mean MSE before adaptation {data['mse_before']:.2f}; "
-            f"after adapting from n points (n → MSE): {after}."
-        )
+        _sweep_chart(key, sweep["data"], "now on this session's model")
+
+
+def _sweep_chart(key: str, data: dict[str, Any], where: str) -> None:
+    """The mean error over 100 held-out tasks against the number of points, and the numbers."""
+    plot(
+        memo.cached(f"{key}_sweep_fig", id(data), lambda: figures.error_by_points_figure(data)), key=f"{key}_sweep_fig"
+    )
+    after = ", ".join(f"{k} → {v:.2f}" for k, v in zip(data["counts"], data["mse_after"], strict=True))
+    st.caption(
+        f"Measured {where}: mean MSE before adaptation {data['mse_before']:.2f}; "
+        f"after adapting from n points (n → MSE): {after}."
+    )
 
 
 def _points_figure(res: dict[str, Any]) -> Any:
@@ -446,17 +449,16 @@ def _points_figure(res: dict[str, Any]) -> Any:
 
 
 def _await_measurement(key: str, measured: Callable[[bool], dict[str, Any] | None]) -> None:
-    """A note that polls once a second and reruns the page when the background measurement is done.
-    It starts the measurement from its first poll, after the page is drawn, not during the first render."""
-
-    def poll() -> None:
-        first = not st.session_state.get(f"{key}_measure_polled")
-        st.session_state[f"{key}_measure_polled"] = True
-        if not first and measured(True) is not None:
-            st.rerun(scope="app")
+    """A fragment polling once a second: it starts the measurement from its first poll, after the page is
+    drawn (not during the first render), and draws the result itself when done, so nothing else on the
+    page reruns (a drawing in progress on the canvases is left alone)."""
+    first = not st.session_state.get(f"{key}_measure_polled")
+    st.session_state[f"{key}_measure_polled"] = True
+    data = None if first else measured(True)
+    if data is None:
         st.caption("Measuring the mean error over 100 held-out tasks against the number of points …")
-
-    st.fragment(poll, run_every=1.0)()
+    else:
+        _sweep_chart(key, data, "on the ready model when this server first showed it")
 
 
 def _picked_point(event: Any) -> tuple[float, float] | None:
