@@ -83,17 +83,17 @@ def test_adapt_page_offers_drawing_for_image_sources(ready):
 
 def test_missing_ready_model_is_a_clear_message(monkeypatch, tmp_path):
     import engine.ready_models as rm
-    from ui import canvas
+    from ui import ready
 
     monkeypatch.setattr(rm, "READY_DIR", tmp_path)
-    canvas._ready_engine.clear()
+    ready.shared_ready_engine.clear()
     try:
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert any("No image model to adapt" in e.value and "omniglot" in e.value for e in at.error)
     finally:
-        canvas._ready_engine.clear()
+        ready.shared_ready_engine.clear()
 
 
 def test_adapt_page_occlusion_maps_of_a_held_out_episode():

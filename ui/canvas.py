@@ -3,15 +3,12 @@ stroke-up, with its class probabilities, timings and occlusion maps.
 
 ``streamlit_drawable_canvas`` registers its component on import, which needs a running Streamlit
 app: it is imported inside ``_canvas`` only. The model is the session's own when that is a trained
-image classifier that is not busy, else the ready Omniglot model (loaded once, shared read-only;
-a lock keeps two sessions from adapting it at the same time, since adaptation keeps its state
-in the engine until the prediction).
+image classifier that is not busy, else the session's view of the ready Omniglot model (loaded once
+per process, weights shared read-only, each session's adaptation its own).
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from typing import Any
 
@@ -20,10 +17,10 @@ import streamlit as st
 
 from engine import OneShotMetaLearningEngine
 from engine.algorithms import learner_class
-from engine.ready_models import load_ready_model, ready_model
+from engine.ready_models import ready_model
 from engine.tasks.drawing import EmptyDrawingError, drawing_to_input
 
-from . import components, figures, session
+from . import components, figures, ready, session
 from .adaptation import adapt_images, episode_occlusion
 from .text import md_escape
 
@@ -33,9 +30,16 @@ READY = "omniglot_proto"
 OCCLUSION_PATCH = 4
 
 
-@st.cache_resource(show_spinner="Loading the ready Omniglot model...")
-def _ready_engine() -> tuple[OneShotMetaLearningEngine, threading.Lock]:
-    return load_ready_model(READY), threading.Lock()
+def _ready_view() -> OneShotMetaLearningEngine:
+    """This session's view of the ready image model (``ui.ready``: loaded once, weights shared, the
+    session's adaptations its own, so sessions draw at once without waiting on each other)."""
+    view = st.session_state.get("draw_ready_view")
+    if view is None:
+        shared = ready.shared_ready_engine(READY)
+        if shared is None:
+            raise FileNotFoundError(f"the ready model {READY!r} is not available on this server")
+        view = st.session_state["draw_ready_view"] = shared.shared_view()
+    return view
 
 
 def is_image_model(eng: OneShotMetaLearningEngine) -> bool:
@@ -44,18 +48,17 @@ def is_image_model(eng: OneShotMetaLearningEngine) -> bool:
     return eng.is_trained and eng.task_type == "classification" and len(tuple(shape)) == 3
 
 
-def drawing_engine() -> tuple[OneShotMetaLearningEngine, Any, str] | None:
-    """(engine, lock or null context, what the caption calls it); None (with the reason shown)
-    when neither the session's model nor the ready model can be used."""
+def drawing_engine() -> tuple[OneShotMetaLearningEngine, str] | None:
+    """(engine, what the caption calls it); None (with the reason shown) when neither the session's
+    model nor the ready model can be used."""
     eng = session.engine()
     if is_image_model(eng) and session.busy_message() is None:
-        return eng, contextlib.nullcontext(), "this session's image model"
+        return eng, "this session's image model"
     try:
-        ready, lock = _ready_engine()
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        return _ready_view(), ready_model(READY).title
+    except FileNotFoundError as exc:
         st.error(f"No image model to adapt: {md_escape(exc)}")
         return None
-    return ready, lock, ready_model(READY).title
 
 
 def _clear(key: str) -> None:
@@ -120,7 +123,7 @@ def _draw_section(key: str, default_n: int) -> None:
     picked = drawing_engine()
     if picked is None:
         return
-    eng, lock, title = picked
+    eng, title = picked
     embedding = learner_class(eng.config.algorithm).embedding_only
     top = 5 if embedding else max(2, min(5, int(eng.output_dim)))
     n = st.select_slider("new symbols", list(range(2, top + 1)), value=min(default_n, top), key=f"{key}_n")
@@ -147,8 +150,7 @@ def _draw_section(key: str, default_n: int) -> None:
             st.info("Now draw a test symbol: its label appears after each stroke.")
             return
         sx, qx = np.stack(support), query[None]
-        with lock:
-            out = adapt_images(eng, sx, list(range(n)), qx, None, names, "your drawings")
+        out = adapt_images(eng, sx, list(range(n)), qx, None, names, "your drawings")
         _show_label(key, out, prep_ms)
     _occlusion_section(key, eng, sx, qx, names, out["predicted"])
 
