@@ -279,11 +279,12 @@ async def train(pg, rec: dict[str, Any]) -> None:
     samples = rec["samples"]
     t0 = time.perf_counter()
     await _button(pg, TRAIN_YOUR_OWN).click()
-    await _button(pg, TRAIN_YOUR_OWN).wait_for(state="detached")  # the rerun with the job has landed
+    await _button(pg, "Stop").first.wait_for(state="visible")  # the rerun with the job (queued or running) landed
     while True:
         try:
             await _button(pg, ADAPT).wait_for(state="visible", timeout=1000)
-            if await _button(pg, "Stop").count() == 0:
+            # the ready model stays in use (its button shown) until the session's own run has finished
+            if await _button(pg, "Stop").count() == 0 and await _button(pg, TRAIN_YOUR_OWN).count() == 0:
                 rec["train_s"] = time.perf_counter() - t0
                 return
         except PlaywrightTimeout:

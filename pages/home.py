@@ -33,14 +33,8 @@ def start_demo() -> None:
     cfg = build_config(values, sine)
     fresh = OneShotMetaLearningEngine(cfg)
     fresh.initialize_for_source(sine)
-    session.set_engine(fresh)
-    msg = session.start_job(
-        "train",
-        training_job(fresh, sine, "demo: sinusoid MAML"),
-        label="demo training",
-        run_name="demo: sinusoid MAML",
-        engines={"demo: sinusoid MAML": fresh},
-    )
+    name = "demo: sinusoid MAML"
+    msg = session.start_new_model(fresh, training_job(fresh, sine, name), name, "demo training", {name: fresh})
     if msg:
         st.session_state["demo_msg"] = msg
 
@@ -66,8 +60,11 @@ if ready_model is not None and demo_ready:
         on_click=start_demo,
         key="demo_start",
         help="Starts a fresh MAML_CAUSAL engine on the built-in sinusoid tasks (400 meta-iterations). The ready "
-        "model stays on the server for other sessions.",
+        "model stays in use until the run finishes, and on the server for other sessions.",
     )
+    if st.session_state.get("demo_msg"):
+        st.warning(st.session_state.pop("demo_msg"))
+    components.training_status("demo", title="meta-training your own: mean squared error falls as it learns to adapt")
 else:
     st.subheader("30-second demo: a whole curve from one point")
     st.markdown(

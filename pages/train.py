@@ -85,10 +85,6 @@ if start and config is not None:
     except ValueError as exc:
         st.error(md_escape(exc))
     else:
-        replaces = eng.is_trained
-        if not replaces:
-            session.set_engine(fresh)
-        st.session_state.pop("unfinished_engine", None)
         engines = {name: fresh}
         baseline = None
         if with_baseline:
@@ -96,14 +92,7 @@ if start and config is not None:
             beng = OneShotMetaLearningEngine(plain_baseline(config))
             baseline = (beng, bname)
             engines[bname] = beng
-        msg = session.start_job(
-            "train",
-            training_job(fresh, src, name, baseline),
-            label=name,
-            run_name=name,
-            engines=engines,
-            successor=fresh if replaces else None,
-        )
+        msg = session.start_new_model(fresh, training_job(fresh, src, name, baseline), name, name, engines)
         if msg:
             st.warning(msg)
         st.rerun()

@@ -234,6 +234,19 @@ def start_job(kind: str, fn: Any, label: str, **meta: Any) -> str | None:
     return None
 
 
+def start_new_model(fresh: OneShotMetaLearningEngine, fn: Any, run_name: str, label: str, engines: dict) -> str | None:
+    """Start the training job ``fn`` of a new model ``fresh``. A session with a trained model (its own or a
+    ready one) keeps it until the run finishes, so a stopped or failed run never leaves it without a
+    model (an unfinished one is offered on Meta-train); an untrained one is replaced at once."""
+    replaces = engine().is_trained
+    if not replaces:
+        set_engine(fresh)
+    st.session_state.pop("unfinished_engine", None)
+    return start_job(
+        "train", fn, label=label, run_name=run_name, engines=engines, successor=fresh if replaces else None
+    )
+
+
 def finalize_jobs() -> bool:
     """Collect finished jobs' results into the session (once per job, by one session of the
     workspace). True if one finished now."""
