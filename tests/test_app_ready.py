@@ -127,3 +127,21 @@ def test_image_tasks_get_the_ready_omniglot_model_only_at_its_image_size():
         ready_name_for(make_task_source("tabular", data=EXAMPLE_CSV, target_column="failure", task_column="plant"))
         is None
     )
+
+
+def test_a_stopped_home_demo_run_leaves_the_ready_model_in_use():
+    at = new_app()
+    button(at, "Meta-train your own (replaces the ready model for this session)").click()
+    at.run()
+    ok(at)
+    assert "MAML_CAUSAL (training)" in sidebar(at) and "in use until the new one finishes" in sidebar(at)
+    assert at.session_state["engine"].is_shared_view  # still the ready model while the new one trains
+    button(at, "Stop").click()
+    at.run()
+    t0 = time.monotonic()
+    while at.session_state["workers"]["train"].running and time.monotonic() - t0 < 30:
+        time.sleep(0.5)
+        at.run()
+    ok(at)
+    assert "Model: **ready sinusoid Meta-SGD model**" in sidebar(at)
+    assert at.session_state["engine"].is_shared_view

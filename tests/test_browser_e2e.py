@@ -128,6 +128,8 @@ def test_guided_demo(page):
     stopped = points_when(pg, lambda n: n > 0, timeout_s=10)
     pg.wait_for_timeout(1500)
     assert points_when(pg, lambda n: n > 0, timeout_s=10) == stopped
+    # a stopped run never replaces the model in use: still the ready one
+    assert "ready sinusoid" in pg.locator('[data-testid="stSidebar"]').inner_text()
     no_exception(pg)
 
     # one typed point adapts the curve
@@ -140,7 +142,7 @@ def test_guided_demo(page):
     no_exception(pg)
 
     # a full demo run for the screenshot: meta-train again and let it finish
-    main_button(pg, "1 · Meta-train again from scratch").click()
+    main_button(pg, TRAIN_YOUR_OWN).click()
     main_button(pg, "Stop").wait_for(state="visible", timeout=60_000)
     main_button(pg, "Stop").wait_for(state="detached", timeout=180_000)
     wait_idle(pg)

@@ -121,10 +121,13 @@ def engine_for(
     return fresh
 
 
-def model_label(eng: OneShotMetaLearningEngine, training: bool) -> str:
-    """What the sidebar says about the model in use."""
-    if training:
+def model_label(eng: OneShotMetaLearningEngine, training: bool, kept: bool = False) -> str:
+    """What the sidebar says about the model in use; ``kept``: a new model trains and this one stays in use
+    until that run finishes."""
+    if training and not kept:
         return "training…"
+    if training:
+        return f"{model_label(eng, False)} (in use until the new one finishes)"
     ready = ready_in_use(eng)
     if ready is not None:
         return ready.title

@@ -310,10 +310,11 @@ def _status_panel() -> None:
     src = source()
     st.markdown("**This session's engine**")
     training = worker("train").running
+    successor = worker("train").meta.get("successor") if training else None
     rows = {
         "Tasks": source_label(src),
-        "Algorithm": status["algorithm"],
-        "Model": ready.model_label(eng, training),
+        "Algorithm": f"{successor.config.algorithm.name} (training)" if successor else status["algorithm"],
+        "Model": ready.model_label(eng, training, kept=successor is not None),
         "Trained on": status["task_source"] or "–",
         "Checkpoint": status["checkpoint"] or "none",
         "Device": status["device"],
