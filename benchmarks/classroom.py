@@ -17,7 +17,9 @@ not finished and skips the later phases; the benchmark never waits longer):
 
 The server's process tree (the server and its pool's worker processes) is read from /proc every 0.5 s:
 the peak of the summed RSS, and the CPU used (utime+stime, reaped children included) over the wall time.
-``--open-sessions N`` adds a row where N sessions only open Home. Chromium runs on the same cores as the
+``--open-sessions N`` adds a row where N sessions only open Home; ``--open-clients N`` one where N
+Streamlit websocket sessions without a browser open Home at once (the server's share: a class's browsers
+render on the students' machines, not on the server's two cores). Chromium runs on the same cores as the
 server (a real class's browsers do not): its CPU is reported beside the server's, and ``--browser-nice``
 lowers its priority (kept lowered while measuring: Chromium sets its renderers' priority itself).
 Before the sessions, one session per pool worker starts the demo and stops it (``--cold-pool``: none).
@@ -282,10 +284,12 @@ async def train(pg, rec: dict[str, Any]) -> None:
     await _button(pg, "Stop").first.wait_for(state="visible")  # the rerun with the job (queued or running) landed
     while True:
         try:
-            await _button(pg, ADAPT).wait_for(state="visible", timeout=1000)
+            # .first: while a rerun redraws the page, the old and the new demo panel can both be there
+            await _button(pg, ADAPT).first.wait_for(state="visible", timeout=1000)
             # the ready model stays in use (its button shown) until the session's own run has finished
             if await _button(pg, "Stop").count() == 0 and await _button(pg, TRAIN_YOUR_OWN).count() == 0:
                 rec["train_s"] = time.perf_counter() - t0
+                await _idle(pg)
                 return
         except PlaywrightTimeout:
             pass
@@ -412,6 +416,55 @@ async def run_row(p, n: int, args: argparse.Namespace, open_only: bool = False) 
     return row
 
 
+async def open_without_browser(ws_url: str) -> float:
+    """Seconds from connecting a Streamlit websocket session (no browser) to Home's script run finished."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    t0 = time.perf_counter()
+    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None) as ws:
+        msg = BackMsg()
+        msg.rerun_script.query_string = ""
+        await ws.send(msg.SerializeToString())
+        while True:
+            payload = await ws.recv()
+            if isinstance(payload, bytes) and script_finished(payload):
+                return time.perf_counter() - t0
+            fm = ForwardMsg()
+            fm.ParseFromString(payload)
+            if fm.WhichOneof("type") == "script_finished":
+                raise RuntimeError(f"Home's script run ended with status {fm.script_finished}")
+
+
+async def run_clients_row(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One server, N websocket sessions opening Home at once without a browser: the server's own share of
+    opening the app (the students' browsers render on their own machines)."""
+    print(f"{n} sessions (open Home, no browser)...", flush=True)
+    load = os.getloadavg()[0]
+    log = Path(tempfile.mkstemp(prefix="classroom_server_", suffix=".log")[1])
+    proc, url = start_server(args.workers, log)
+    ws_url = url.replace("http://", "ws://", 1) + "/_stcore/stream"
+    try:
+        await asyncio.wait_for(open_without_browser(ws_url), 2 * args.timeout)  # imports, ready models
+        with TreeSampler(proc.pid) as usage:
+            t0 = time.monotonic()
+            done = await asyncio.gather(
+                *(asyncio.wait_for(open_without_browser(ws_url), args.timeout) for _ in range(n)),
+                return_exceptions=True,
+            )
+            wall = time.monotonic() - t0
+    finally:
+        stop_server(proc)
+        log.unlink()
+    times = [t for t in done if isinstance(t, float)]
+    row = {"sessions": n, "open_only": True, "clients": True, "home_script": stats(times)}
+    row |= {"home_script_k": len(times), "per_session": [{"home_script_s": t} for t in times]}
+    row |= {"peak_rss_mb": usage.peak_rss_mb, "cpu_cores": usage.cpu_cores, "wall_s": wall, "load_before": load}
+    print(json.dumps({k: v for k, v in row.items() if k != "per_session"}), flush=True)
+    return row
+
+
 # --------------------------------------------------------------------------------- numbers and the table
 def stats(values: list[float]) -> dict[str, float] | None:
     if not values:
@@ -481,6 +534,12 @@ def table_row(row: dict[str, Any], timeout: float) -> str:
         return f"| {n} | failed: {row['error']} | | | | | | | |"
     client = f"{row['client_cpu_cores']:.2f} cores" if "client_cpu_cores" in row else "–"
     usage = f"{row['peak_rss_mb']:.0f} MB | {row['cpu_cores']:.2f} cores | {client}"
+    if row.get("clients"):
+        home = _pair(row["home_script"], row["home_script_k"], n)
+        usage = f"{row['peak_rss_mb']:.0f} MB | {row['cpu_cores']:.2f} cores | none"
+        return (
+            f"| {n}, opening Home without a browser | the server's script run done: {home} | – | – | – | – | {usage} |"
+        )
     if row["open_only"]:
         h = row["home_ready"]
         home = _pair(h, row["home_ready_k"], n) + (f", max {h['max']:.1f} s" if h else "")
@@ -496,9 +555,17 @@ def table_row(row: dict[str, Any], timeout: float) -> str:
     return f"| {n} | {' | '.join(cells)} | {switch} | {_pair(row['adapt'])} | {usage} |"
 
 
-def _row_for(result: dict[str, Any], n: int, open_only: bool) -> dict[str, Any] | None:
+def _row_for(result: dict[str, Any], n: int, open_only: bool, clients: bool = False) -> dict[str, Any] | None:
     return next(
-        (r for r in result["rows"] if r["sessions"] == n and r["open_only"] == open_only and "error" not in r), None
+        (
+            r
+            for r in result["rows"]
+            if r["sessions"] == n
+            and r["open_only"] == open_only
+            and r.get("clients", False) == clients
+            and "error" not in r
+        ),
+        None,
     )
 
 
@@ -534,6 +601,15 @@ def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         k = sum(s["home_ready_s"] is not None and s["home_ready_s"] <= GOAL_OPEN_S for s in row["per_session"])
         measured = f"{k} of {row['sessions']} within {GOAL_OPEN_S:g} s" + (f" (slowest {h['max']:.1f} s)" if h else "")
         out.append((goal, measured, _yes(k == row["sessions"])))
+    row = _row_for(result, GOAL_OPEN_SESSIONS, True, clients=True)
+    goal = f"the same, the server's share: {GOAL_OPEN_SESSIONS} sessions without a browser get Home's script run done"
+    if row is None:
+        out.append((goal, "not measured", "–"))
+    else:
+        times = [s["home_script_s"] for s in row["per_session"]]
+        k = sum(t <= GOAL_OPEN_S for t in times)
+        slowest = f" (slowest {max(times):.1f} s)" if times else ""
+        out.append((goal, f"{k} of {row['sessions']} within {GOAL_OPEN_S:g} s{slowest}", _yes(k == row["sessions"])))
     return out
 
 
@@ -613,6 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sessions", type=session_counts, default=[1, 4, 8, 12, 20], help="e.g. 1,4,8,12,20")
     ap.add_argument("--open-sessions", type=int, default=30, choices=range(0, 101), metavar="0-100",
                     help="a row where this many sessions only open Home (0: none)")  # fmt: skip
+    ap.add_argument("--open-clients", type=int, default=30, choices=range(0, 201), metavar="0-200",
+                    help="a row where this many websocket sessions without a browser open Home (0: none)")  # fmt: skip
     ap.add_argument("--timeout", type=_positive, default=120.0, help="seconds each phase may take")
     ap.add_argument(
         "--clicks", type=int, default=3, choices=range(1, 21), metavar="1-20", help="adapt clicks per session"
@@ -640,6 +718,15 @@ async def run_all(args: argparse.Namespace, save) -> list[dict[str, Any]]:
                 print(f"{n} sessions failed: {type(exc).__name__}: {exc}", flush=True)
                 rows.append({"sessions": n, "open_only": open_only, "error": f"{type(exc).__name__}"})
             save(rows)
+    if args.open_clients:
+        try:
+            rows.append(await run_clients_row(args.open_clients, args))
+        except Exception as exc:
+            print(f"{args.open_clients} sessions without a browser failed: {type(exc).__name__}: {exc}", flush=True)
+            rows.append(
+                {"sessions": args.open_clients, "open_only": True, "clients": True, "error": type(exc).__name__}
+            )
+        save(rows)
     return rows
 
 

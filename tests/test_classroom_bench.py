@@ -96,7 +96,20 @@ def test_table_and_goals():
     assert switch == "switch 0.8 s, 1.0 s" and adapt == "adapt 0.6 s, 0.7 s" and met["12 sessions"][1] == "yes"
     assert met["30 sessions opening the app get Home within 5 s"] == ("30 of 30 within 5 s (slowest 2.2 s)", "yes")
     result["rows"] = result["rows"][:2]
-    assert [y for _, m, y in classroom.goals(result)][1:] == ["–", "–"]
+    assert [y for _, m, y in classroom.goals(result)][1:] == ["–", "–", "–"]
+
+
+def test_the_row_of_sessions_without_a_browser_and_its_goal():
+    times = [0.9] * 29 + [5.5]
+    row = {"sessions": 30, "open_only": True, "clients": True, "home_script": classroom.stats(times)}
+    row |= {"home_script_k": 30, "per_session": [{"home_script_s": t} for t in times]}
+    row |= {"peak_rss_mb": 430.0, "cpu_cores": 1.02, "wall_s": 6.0, "load_before": 0.5}
+    line = classroom.table_row(row, 120)
+    assert line.startswith("| 30, opening Home without a browser | the server's script run done: 0.9 s")
+    assert line.count("|") == 10 and "430 MB | 1.02 cores | none |" in line
+    result = {"rows": [row]}
+    (goal, measured, met) = classroom.goals(result)[-1]
+    assert "without a browser" in goal and measured == "29 of 30 within 5 s (slowest 5.5 s)" and met == "no"
 
 
 def test_options():
