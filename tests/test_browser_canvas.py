@@ -76,6 +76,11 @@ def test_draw_three_symbols_then_label_test_drawings(page):
     no_exception(pg)
     draw(pg, 3, [circle_points(0.4, 0.6, 0.22)])  # smaller, off-centre
     assert predicted(pg).startswith("Predicted: A"), predicted(pg)
+    # one probability bar per symbol, the predicted one's share as in the heading
+    share = predicted(pg).rsplit("(", 1)[1].rstrip(")")
+    bars = [b.inner_text() for b in pg.locator('[data-testid="stProgress"]').all()]
+    assert [b.split(":")[0] for b in bars if b[:2] in ("A:", "B:", "C:")] == ["A", "B", "C"], bars
+    assert f"A: {share}" in bars, (share, bars)
     no_exception(pg)
     full_page_screenshot(pg, SHOTS / "draw.png", WIDTH)
 
