@@ -1,7 +1,10 @@
 """How the project drives Debian's Chromium and starts the app for it (browser tests, app benchmarks)."""
 
+import os
 import socket
 import sys
+import time
+import urllib.request
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright cannot download a browser here
 CHROMIUM_ARGS = [
@@ -30,6 +33,43 @@ def streamlit_command(port: int, *extra: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra,
     ]  # fmt: skip
+
+
+def wait_healthy(url: str, proc, timeout_s: float) -> str | None:
+    """Wait until the app at ``url`` (run by the Popen ``proc``) answers its health check; None when it
+    does, else what went wrong (the process ended, or the time ran out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            return f"streamlit exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return None
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return f"streamlit did not come up in {timeout_s:g} s"
+        time.sleep(0.3)
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (the app's pool workers are the server's children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
 
 
 # Draw to adapt: fabric.js draws on each canvas's lower <canvas> and listens on the upper one.

@@ -39,14 +39,13 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import numpy as np
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, IDLE, free_port, streamlit_command
+from .browser import CHROMIUM, CHROMIUM_ARGS, IDLE, free_port, process_tree, streamlit_command, wait_healthy
 from .common import ROOT, machine_line, update_markdown_section, write_result
 
 TRAIN_YOUR_OWN = "Meta-train your own (replaces the ready model for this session)"  # ui.ready's button
@@ -64,25 +63,6 @@ YOUR_POINT = """(x) => [...document.querySelectorAll('.js-plotly-plot')].some(el
 
 
 # --------------------------------------------------------------------------------- the server
-def process_tree(root: int) -> list[int]:
-    """``root`` and every process below it (pool workers are the server's children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def tree_usage(root: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds) of the process tree; CPU includes reaped children, so a worker that
     ended still counts."""
@@ -154,16 +134,11 @@ def start_server(workers: int | None, log: Path) -> tuple[subprocess.Popen, str]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
+    problem = wait_healthy(url, proc, 120)
+    if problem is None:
+        return proc, url
     stop_server(proc)
-    raise RuntimeError(f"the app did not start (exit code {proc.returncode}):\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"the app did not start ({problem}):\n{log.read_text()[-3000:]}")
 
 
 def stop_server(proc: subprocess.Popen, grace: float = 10.0) -> None:

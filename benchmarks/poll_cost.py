@@ -78,9 +78,7 @@ def markdown(r: dict) -> str:
         [
             "## Server time per poll of a live training chart",
             "",
-            "Every session watching a run reruns its chart twice a second; at 12 sessions a rebuilt figure per poll "
-            "cost the server more than a core. Mean server time per poll, chart only (the figure and Streamlit's "
-            f"marshalling of it), {r['per_poll']} new records per poll:",
+            f"Mean server time per poll (every 0.5 s per watching session), chart only, {r['per_poll']} new records a poll:",
             "",
             "| iterations | polls | new figure every poll | live chart (new records, figure updated in place) |",
             "|---|---|---|---|",

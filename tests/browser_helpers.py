@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, IDLE, free_port, streamlit_command
+from benchmarks.browser import CHROMIUM, IDLE, free_port, streamlit_command, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,19 +37,9 @@ def streamlit_app(log: Path, env: dict[str, str] | None = None, timeout_s: float
         proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up in {timeout_s:g} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        problem = wait_healthy(url, proc, timeout_s)
+        if problem is not None:
+            pytest.fail(f"{problem}:\n{log.read_text()[-3000:]}")
         yield proc.pid, url
     finally:
         proc.terminate()

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, process_tree
 from tests.browser_helpers import goto, main_button, require_browser, streamlit_app, wait_idle
 from ui.ready import TRAIN_YOUR_OWN
 from ui.worker import OS_THREAD_NAME
@@ -42,21 +42,8 @@ CHART_POINTS = """() => { for (const el of document.querySelectorAll('.js-plotly
 
 def thread_count(pid: int) -> int:
     """Threads of the server process and of any process below it."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as fh:
-                        ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                if ppid == p:
-                    todo.append(int(entry))
     total = 0
-    for p in pids:
+    for p in process_tree(pid):
         try:
             total += len(os.listdir(f"/proc/{p}/task"))
         except OSError:
